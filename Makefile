@@ -1,0 +1,45 @@
+# Kelly OS. `make run` serves the app with demo data; `make test` runs linters and the whole suite.
+# Without DATABASE_URL both use an embedded PostgreSQL under var/ (kellyos/embedded_postgres.py).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+TEST_SETTINGS := kellyos.settings.test
+
+.PHONY: install run test lint pytest bench db-stop clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: export DEBUG ?= true
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo_load
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python manage.py makemigrations --check --dry-run --settings $(TEST_SETTINGS)
+	$(BIN)/mypy kellyos ledger customers invoices pos mpesa
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint pytest
+
+bench: install
+	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/python bench/ledger_post.py
+
+# Stops the embedded PostgreSQL left running under var/ (it keeps running between commands).
+db-stop:
+	$(BIN)/python -m kellyos.embedded_postgres stop
+
+clean: db-stop
+	rm -rf $(VENV) var

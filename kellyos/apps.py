@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class KellyOSConfig(AppConfig):
+    """The composition root: project-wide commands (demo data) that span the domain apps."""
+
+    name = "kellyos"
+    verbose_name = "Kelly OS"

@@ -1,0 +1,173 @@
+"""Settings for every environment, read from the process environment (and `.env` when present).
+
+Safe by default: DEBUG is off unless set, and without DEBUG the process refuses to start without a
+SECRET_KEY. See `.env.example` for every variable.
+"""
+
+from pathlib import Path
+
+import django_stubs_ext
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from kellyos.embedded_postgres import embedded_database
+
+# Lets admin and other generic classes be subscripted for type checking (ModelAdmin[Account]).
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(str(BASE_DIR / ".env"))
+
+DEBUG = env.bool("DEBUG", default=False)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Production (DEBUG off) needs a long random SECRET_KEY in the environment, "
+            "e.g. `export SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))')`. "
+            "For local development set DEBUG=true instead."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-when-DEBUG-is-on"  # noqa: S105
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "kellyos",
+    "ledger",
+    "customers",
+    "invoices",
+    "pos",
+    "mpesa",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "kellyos.urls"
+WSGI_APPLICATION = "kellyos.wsgi.application"
+ASGI_APPLICATION = "kellyos.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL when set; otherwise an embedded PostgreSQL under var/ (kellyos/embedded_postgres.py).
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db("DATABASE_URL")}
+else:
+    DATABASES = {
+        "default": embedded_database(
+            name=env.str("EMBEDDED_DATABASE_NAME", default="kellyos"),
+            var_dir=VAR_DIR,
+            engine=env.str("EMBEDDED_POSTGRES", default="auto"),
+        )
+    }
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["ATOMIC_REQUESTS"] = False  # each business operation owns its transaction
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env.str("TIME_ZONE", default="Africa/Nairobi")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+
+# Security: strict unless DEBUG. Behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER_ENABLED.
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = 0 if DEBUG else env.int("SECURE_HSTS_SECONDS", default=31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env.bool("SECURE_PROXY_SSL_HEADER_ENABLED", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# M-Pesa (Daraja). Used by the mpesa app; see .env.example for what each one means.
+MPESA_ENVIRONMENT = env.str("MPESA_ENVIRONMENT", default="sandbox")
+MPESA_BASE_URL = env.str(
+    "MPESA_BASE_URL",
+    default="https://api.safaricom.co.ke" if MPESA_ENVIRONMENT == "production" else "https://sandbox.safaricom.co.ke",
+)
+MPESA_CONSUMER_KEY = env.str("MPESA_CONSUMER_KEY", default="")
+MPESA_CONSUMER_SECRET = env.str("MPESA_CONSUMER_SECRET", default="")
+MPESA_SHORTCODE = env.str("MPESA_SHORTCODE", default="600000")
+MPESA_PASSKEY = env.str("MPESA_PASSKEY", default="")
+MPESA_CALLBACK_BASE_URL = env.str("MPESA_CALLBACK_BASE_URL", default="")
+MPESA_WEBHOOK_TOKEN = env.str("MPESA_WEBHOOK_TOKEN", default="")
+MPESA_ALLOWED_IPS = env.list(
+    "MPESA_ALLOWED_IPS",
+    default=[
+        "196.201.214.200", "196.201.214.206", "196.201.213.114", "196.201.214.207",
+        "196.201.214.208", "196.201.213.44", "196.201.212.127", "196.201.212.138",
+        "196.201.212.129", "196.201.212.136", "196.201.212.74", "196.201.212.69",
+    ],
+)
+MPESA_TRUSTED_PROXIES = env.list("MPESA_TRUSTED_PROXIES", default=[])
+MPESA_MAX_TRANSACTION = env.str("MPESA_MAX_TRANSACTION", default="250000.00")
+MPESA_DAILY_CUSTOMER_LIMIT = env.str("MPESA_DAILY_CUSTOMER_LIMIT", default="500000.00")
+MPESA_INITIATOR_NAME = env.str("MPESA_INITIATOR_NAME", default="")
+MPESA_INITIATOR_PASSWORD = env.str("MPESA_INITIATOR_PASSWORD", default="")
+MPESA_CERTIFICATE_PATH = env.str("MPESA_CERTIFICATE_PATH", default="")

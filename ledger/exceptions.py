@@ -1,0 +1,18 @@
+class LedgerError(Exception):
+    """A ledger operation was refused; the message says why in an accountant's words."""
+
+
+class InvalidJournalEntryError(LedgerError):
+    pass
+
+
+class EntryAlreadyReversedError(LedgerError):
+    pass
+
+
+class TransactionRequiredError(LedgerError):
+    pass
+
+
+class UnknownAccountError(LedgerError):
+    pass

@@ -1,0 +1,231 @@
+"""Reading the ledger: balances, trial balance, general ledger and the integrity check.
+
+Current balances come from the striped balance rows (a few rows per account, however long the
+ledger). A balance as of an earlier moment is the current one less the lines posted after it, so it
+costs in proportion to the activity since then, through the (account, posted_at) index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
+
+from kellyos.money import ZERO
+from ledger.exceptions import UnknownAccountError
+from ledger.models import Account, AccountBalance, JournalLine
+
+Moment = date | datetime
+
+
+@dataclass(frozen=True)
+class TrialBalanceRow:
+    code: str
+    name: str
+    type: str
+    debit: Decimal
+    credit: Decimal
+
+    @property
+    def balance(self) -> Decimal:
+        """The balance on the account's normal side (negative when it sits on the other side)."""
+        return self.debit - self.credit
+
+
+@dataclass(frozen=True)
+class TrialBalance:
+    as_of: Moment | None
+    rows: list[TrialBalanceRow]
+    total_debit: Decimal
+    total_credit: Decimal
+
+    @property
+    def is_balanced(self) -> bool:
+        return self.total_debit == self.total_credit
+
+
+@dataclass(frozen=True)
+class GeneralLedgerLine:
+    entry_id: int
+    posted_at: datetime
+    memo: str
+    debit: Decimal
+    credit: Decimal
+    balance: Decimal
+
+
+@dataclass
+class GeneralLedger:
+    account: Account
+    start: date
+    end: date
+    opening_balance: Decimal
+    lines: list[GeneralLedgerLine] = field(default_factory=list)
+    closing_balance: Decimal = ZERO
+
+
+def account_get(code: str) -> Account:
+    try:
+        return Account.objects.get(code=code)
+    except Account.DoesNotExist as exc:
+        raise UnknownAccountError(f"No account with code {code!r}.") from exc
+
+
+def account_list_with_totals() -> QuerySet[Account]:
+    """Accounts annotated with their current debit and credit totals, in one query."""
+    return Account.objects.annotate(
+        debit_total=Sum("balance_stripes__debit_total", default=ZERO),
+        credit_total=Sum("balance_stripes__credit_total", default=ZERO),
+    )
+
+
+def account_balance(code: str, *, as_of: Moment | None = None) -> Decimal:
+    """The balance of account `code` on its normal side, now or at the end of `as_of`."""
+    account = account_get(code)
+    debit, credit = _totals(AccountBalance.objects.filter(account=account), "debit_total", "credit_total")
+    if as_of is not None:
+        later_debit, later_credit = _totals(_lines_after(as_of).filter(account=account), "debit", "credit")
+        debit, credit = debit - later_debit, credit - later_credit
+    return account.signed(debit=debit, credit=credit)
+
+
+def trial_balance(*, as_of: Moment | None = None) -> TrialBalance:
+    """Every account's balance in a debit or credit column; the two columns must agree."""
+    totals: dict[int, list[Decimal]] = {}
+    for row in AccountBalance.objects.values("account_id").annotate(d=Sum("debit_total"), c=Sum("credit_total")):
+        totals[row["account_id"]] = [row["d"], row["c"]]
+    if as_of is not None:
+        later = _lines_after(as_of).values("account_id").annotate(d=Sum("debit"), c=Sum("credit"))
+        for row in later:
+            current = totals.setdefault(row["account_id"], [ZERO, ZERO])
+            current[0] -= row["d"]
+            current[1] -= row["c"]
+    rows = []
+    for account in Account.objects.all():
+        debit, credit = totals.get(account.pk, [ZERO, ZERO])
+        net = debit - credit
+        rows.append(
+            TrialBalanceRow(
+                code=account.code,
+                name=account.name,
+                type=account.type,
+                debit=net if net > 0 else ZERO,
+                credit=-net if net < 0 else ZERO,
+            )
+        )
+    return TrialBalance(
+        as_of=as_of,
+        rows=rows,
+        total_debit=sum((r.debit for r in rows), ZERO),
+        total_credit=sum((r.credit for r in rows), ZERO),
+    )
+
+
+def general_ledger(*, account: str, start: date, end: date) -> GeneralLedger:
+    """One account's lines between two dates (inclusive), with opening, running and closing balances."""
+    account_row = account_get(account)
+    opening = account_balance(account, as_of=start - timedelta(days=1))
+    ledger = GeneralLedger(account=account_row, start=start, end=end, opening_balance=opening)
+    running = opening
+    lines = (
+        JournalLine.objects.filter(
+            account=account_row, posted_at__gte=_start_of_day(start), posted_at__lt=_start_of_day(end + timedelta(days=1))
+        )
+        .select_related("entry")
+        .order_by("posted_at", "entry_id", "id")
+    )
+    for line in lines:
+        running += account_row.signed(debit=line.debit, credit=line.credit)
+        ledger.lines.append(
+            GeneralLedgerLine(
+                entry_id=line.entry_id,
+                posted_at=line.posted_at,
+                memo=line.entry.memo,
+                debit=line.debit,
+                credit=line.credit,
+                balance=running,
+            )
+        )
+    ledger.closing_balance = running
+    return ledger
+
+
+def ledger_verify() -> dict[str, Any]:
+    """Prove the books: every entry balanced with two or more lines, debits = credits overall, the
+    maintained balances equal to the sums of the lines, and every reversal netting its original to zero.
+    Reads the whole ledger; meant for operators and scheduled checks, not for request paths."""
+    errors: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT e.id, count(l.id), coalesce(sum(l.debit), 0), coalesce(sum(l.credit), 0)
+              FROM ledger_journalentry e LEFT JOIN ledger_journalline l ON l.entry_id = e.id
+             GROUP BY e.id
+            HAVING count(l.id) < 2 OR coalesce(sum(l.debit), 0) <> coalesce(sum(l.credit), 0)
+             ORDER BY e.id
+            """
+        )
+        errors += [
+            f"Journal entry {entry_id} is unbalanced or incomplete: {count} lines, debits {debit}, credits {credit}."
+            for entry_id, count, debit, credit in cursor.fetchall()
+        ]
+        cursor.execute("SELECT coalesce(sum(debit), 0), coalesce(sum(credit), 0) FROM ledger_journalline")
+        total_debit, total_credit = cursor.fetchone()
+        if total_debit != total_credit:
+            errors.append(f"Total debits {total_debit} <> total credits {total_credit}.")
+        cursor.execute(
+            """
+            SELECT a.code, coalesce(l.debit, 0), coalesce(l.credit, 0), coalesce(b.debit, 0), coalesce(b.credit, 0)
+              FROM ledger_account a
+              LEFT JOIN (SELECT account_id, sum(debit) AS debit, sum(credit) AS credit
+                           FROM ledger_journalline GROUP BY account_id) l ON l.account_id = a.id
+              LEFT JOIN (SELECT account_id, sum(debit_total) AS debit, sum(credit_total) AS credit
+                           FROM ledger_accountbalance GROUP BY account_id) b ON b.account_id = a.id
+             WHERE coalesce(l.debit, 0) <> coalesce(b.debit, 0) OR coalesce(l.credit, 0) <> coalesce(b.credit, 0)
+             ORDER BY a.code
+            """
+        )
+        errors += [
+            f"Account {code}: maintained balance (DR {kept_debit}, CR {kept_credit}) differs from its lines "
+            f"(DR {line_debit}, CR {line_credit})."
+            for code, line_debit, line_credit, kept_debit, kept_credit in cursor.fetchall()
+        ]
+        cursor.execute(
+            """
+            SELECT DISTINCT r.id, r.reverses_id
+              FROM ledger_journalentry r
+              JOIN ledger_journalline l ON l.entry_id IN (r.id, r.reverses_id)
+             WHERE r.reverses_id IS NOT NULL
+             GROUP BY r.id, r.reverses_id, l.account_id, l.customer_id
+            HAVING sum(l.debit - l.credit) <> 0
+             ORDER BY r.id
+            """
+        )
+        errors += [
+            f"Journal entry {reversal_id} does not exactly reverse entry {original_id}."
+            for reversal_id, original_id in cursor.fetchall()
+        ]
+    return {"is_valid": not errors, "errors": errors}
+
+
+def _totals(queryset: QuerySet[Any], debit_field: str, credit_field: str) -> tuple[Decimal, Decimal]:
+    sums = queryset.aggregate(debit=Sum(debit_field), credit=Sum(credit_field))
+    return sums["debit"] or ZERO, sums["credit"] or ZERO
+
+
+def _lines_after(as_of: Moment) -> QuerySet[JournalLine]:
+    """Lines posted after `as_of`: after that instant, or after the end of that (local) day."""
+    if isinstance(as_of, datetime):
+        if timezone.is_naive(as_of):
+            raise ValueError("as_of must be timezone-aware.")
+        return JournalLine.objects.filter(posted_at__gt=as_of)
+    return JournalLine.objects.filter(posted_at__gte=_start_of_day(as_of + timedelta(days=1)))
+
+
+def _start_of_day(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))

@@ -1,0 +1,157 @@
+"""Posting to the ledger. Python validates first so callers get a clear error; PostgreSQL is the
+last line (migration 0002) and refuses anything that slips past."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from kellyos.money import ZERO, InvalidAmountError, to_kes
+from ledger.exceptions import (
+    EntryAlreadyReversedError,
+    InvalidJournalEntryError,
+    TransactionRequiredError,
+    UnknownAccountError,
+)
+from ledger.models import Account, CauseKind, JournalEntry, JournalLine
+
+
+@dataclass(frozen=True)
+class JournalLineInput:
+    """One side of a posting: an account code and either a debit or a credit."""
+
+    account: str
+    debit: Decimal | int | str = ZERO
+    credit: Decimal | int | str = ZERO
+    customer_id: int | None = None
+
+
+def journal_entry_post(
+    *,
+    memo: str,
+    lines: Sequence[JournalLineInput],
+    cause_kind: str,
+    cause_id: str = "",
+    by: AbstractBaseUser | None = None,
+    posted_at: datetime | None = None,
+) -> JournalEntry:
+    """Post a balanced journal entry. Must run inside the caller's transaction, which owns the
+    business operation the entry belongs to (and commits, or rolls back, both together)."""
+    return _entry_insert(
+        memo=memo, lines=lines, cause_kind=cause_kind, cause_id=cause_id, by=by, posted_at=posted_at
+    )
+
+
+def journal_entry_reverse(
+    *, entry: JournalEntry, reason: str, by: AbstractBaseUser | None, posted_at: datetime | None = None
+) -> JournalEntry:
+    """Post the mirror image of `entry`, so that together they net to zero. At most once per entry."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidJournalEntryError("A reversal needs a reason.")
+    with transaction.atomic():
+        # The lock makes concurrent reversals of one entry queue; the second then sees the first.
+        original = JournalEntry.objects.select_for_update().get(pk=entry.pk)
+        if JournalEntry.objects.filter(reverses=original).exists():
+            raise EntryAlreadyReversedError(f"Journal entry {original.pk} has already been reversed.")
+        mirrored = [
+            JournalLineInput(
+                account=line.account.code, debit=line.credit, credit=line.debit, customer_id=line.customer_id
+            )
+            for line in original.lines.select_related("account")
+        ]
+        try:
+            with transaction.atomic():
+                return _entry_insert(
+                    memo=f"Reversal of JE-{original.pk}: {original.memo}"[:255],
+                    lines=mirrored,
+                    cause_kind=CauseKind.REVERSAL,
+                    cause_id=str(original.pk),
+                    by=by,
+                    posted_at=posted_at,
+                    reverses=original,
+                    reversal_reason=reason,
+                )
+        except IntegrityError as exc:
+            raise EntryAlreadyReversedError(f"Journal entry {original.pk} has already been reversed.") from exc
+
+
+def _entry_insert(
+    *,
+    memo: str,
+    lines: Sequence[JournalLineInput],
+    cause_kind: str,
+    cause_id: str,
+    by: AbstractBaseUser | None,
+    posted_at: datetime | None,
+    reverses: JournalEntry | None = None,
+    reversal_reason: str = "",
+) -> JournalEntry:
+    if not transaction.get_connection().in_atomic_block:
+        raise TransactionRequiredError("Post journal entries inside transaction.atomic(), with the business change.")
+    if cause_kind not in CauseKind.values:
+        raise InvalidJournalEntryError(f"Unknown cause kind {cause_kind!r}.")
+    if not memo.strip():
+        raise InvalidJournalEntryError("A journal entry needs a memo.")
+    if posted_at is not None and timezone.is_naive(posted_at):
+        raise InvalidJournalEntryError("posted_at must be timezone-aware.")
+    amounts = _validated_amounts(lines)
+    accounts = {a.code: a for a in Account.objects.filter(code__in={line.account for line in lines})}
+    for line in lines:
+        account = accounts.get(line.account)
+        if account is None:
+            raise UnknownAccountError(f"No account with code {line.account!r}.")
+        if not account.is_active:
+            raise InvalidJournalEntryError(f"Account {account} is closed to postings.")
+
+    entry = JournalEntry.objects.create(
+        memo=memo.strip(),
+        cause_kind=cause_kind,
+        cause_id=cause_id,
+        posted_by=by,
+        posted_at=posted_at or timezone.now(),
+        reverses=reverses,
+        reversal_reason=reversal_reason,
+    )
+    rows = [
+        JournalLine(
+            entry=entry,
+            account=accounts[line.account],
+            debit=debit,
+            credit=credit,
+            customer_id=line.customer_id,
+            posted_at=entry.posted_at,
+        )
+        for line, (debit, credit) in zip(lines, amounts, strict=True)
+    ]
+    # Account order fixes the order in which the balance trigger locks balance rows.
+    rows.sort(key=lambda row: (row.account_id, row.customer_id or 0))
+    JournalLine.objects.bulk_create(rows)
+    return entry
+
+
+def _validated_amounts(lines: Sequence[JournalLineInput]) -> list[tuple[Decimal, Decimal]]:
+    if len(lines) < 2:
+        raise InvalidJournalEntryError("A journal entry needs at least two lines.")
+    amounts = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            debit, credit = to_kes(line.debit), to_kes(line.credit)
+        except InvalidAmountError as exc:
+            raise InvalidJournalEntryError(f"Line {number}: {exc}") from exc
+        if debit < 0 or credit < 0:
+            raise InvalidJournalEntryError(f"Line {number}: amounts must be positive.")
+        if (debit > 0) == (credit > 0):
+            raise InvalidJournalEntryError(f"Line {number}: give either a debit or a credit, not both or neither.")
+        amounts.append((debit, credit))
+    total_debit = sum((d for d, _ in amounts), ZERO)
+    total_credit = sum((c for _, c in amounts), ZERO)
+    if total_debit != total_credit:
+        raise InvalidJournalEntryError(f"Unbalanced entry: debits {total_debit} <> credits {total_credit}.")
+    return amounts
