@@ -10,6 +10,7 @@ all share one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -61,18 +62,22 @@ def embedded_database(*, name: str, var_dir: Path, engine: str = "auto") -> dict
 def _start_pgserver(pgdata: Path, *, required: bool) -> Path | None:
     try:
         import pgserver  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:
+    except ImportError as exc:
         if required:
-            raise EmbeddedPostgresError("EMBEDDED_POSTGRES=pgserver but pgserver is not installed.\n" + INSTALL_HINT)
+            raise EmbeddedPostgresError(
+                "EMBEDDED_POSTGRES=pgserver but pgserver is not installed.\n" + INSTALL_HINT
+            ) from exc
         return None
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined, unused-ignore]
     return Path(server.get_postmaster_info().socket_dir)
 
 
 def _start_system_cluster(pgdata: Path) -> Path:
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not (initdb and pg_ctl):
-        raise EmbeddedPostgresError("DATABASE_URL is not set and no embedded PostgreSQL is available.\n" + INSTALL_HINT)
+        raise EmbeddedPostgresError(
+            "DATABASE_URL is not set and no embedded PostgreSQL is available.\n" + INSTALL_HINT
+        )
     socket_dir = pgdata if len(str(pgdata)) <= _MAX_SOCKET_DIR else _short_socket_dir(pgdata)
     # PostgreSQL refuses to run as root; as root the cluster belongs to the unprivileged `nobody`.
     run_as = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
@@ -87,10 +92,24 @@ def _start_system_cluster(pgdata: Path) -> Path:
         if socket_dir != pgdata:
             socket_dir.mkdir(mode=0o777, exist_ok=True)
             socket_dir.chmod(0o777)
-        status = subprocess.run([*run_as, pg_ctl, "-D", str(pgdata), "status"], capture_output=True, check=False)
+        status = subprocess.run(
+            [*run_as, pg_ctl, "-D", str(pgdata), "status"], capture_output=True, check=False
+        )
         if status.returncode != 0:
-            _run([*run_as, pg_ctl, "-D", str(pgdata), "-w", "-l", str(pgdata / "server.log"),
-                  "-o", f"-h '' -k {socket_dir}", "start"])
+            _run(
+                [
+                    *run_as,
+                    pg_ctl,
+                    "-D",
+                    str(pgdata),
+                    "-w",
+                    "-l",
+                    str(pgdata / "server.log"),
+                    "-o",
+                    f"-h '' -k {socket_dir}",
+                    "start",
+                ]
+            )
     return socket_dir
 
 
@@ -114,15 +133,17 @@ def _create_database_if_missing(*, socket_dir: Path, name: str) -> None:
     with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
-            try:
+            # Another process may create it between our look and our create; either way it exists.
+            with contextlib.suppress(errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except errors.DuplicateDatabase:
-                pass  # another process created it between our look and our create
 
 
 def stop_embedded(var_dir: Path) -> None:
     """Stop whichever embedded server is running under `var_dir` (used by `make db-stop`)."""
-    for pgdata, pg_ctl in ((var_dir / "pgdata", _pgserver_pg_ctl()), (var_dir / "pgdata-system", shutil.which("pg_ctl"))):
+    for pgdata, pg_ctl in (
+        (var_dir / "pgdata", _pgserver_pg_ctl()),
+        (var_dir / "pgdata-system", shutil.which("pg_ctl")),
+    ):
         if not (pgdata / "postmaster.pid").exists() or pg_ctl is None:
             continue
         owner = pgdata.owner()

@@ -19,7 +19,9 @@ def to_kes(value: Decimal | int | str) -> Decimal:
     two decimal places, since silently rounding a payment would move money no one asked to move.
     """
     if isinstance(value, float | bool):
-        raise InvalidAmountError(f"Amounts must be Decimal, int or str, not {type(value).__name__}: {value!r}")
+        raise InvalidAmountError(
+            f"Amounts must be Decimal, int or str, not {type(value).__name__}: {value!r}"
+        )
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except (InvalidOperation, TypeError) as exc:

@@ -8,6 +8,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import User
 from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -46,7 +48,7 @@ class AccountAdmin(admin.ModelAdmin[Account]):
 
 class JournalLineInline(admin.TabularInline[JournalLine, JournalEntry]):
     model = JournalLine
-    fields = ["account", "debit", "credit", "customer_id"]
+    fields = ("account", "debit", "credit", "customer_id")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -54,7 +56,9 @@ class JournalLineInline(admin.TabularInline[JournalLine, JournalEntry]):
     def has_add_permission(self, request: HttpRequest, obj: JournalEntry | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: JournalEntry | None = None) -> bool:
+    def has_change_permission(
+        self, request: HttpRequest, obj: JournalEntry | JournalLine | None = None
+    ) -> bool:
         return False
 
 
@@ -67,21 +71,38 @@ class ReversalForm(forms.Form):
 
 @admin.register(JournalEntry)
 class JournalEntryAdmin(admin.ModelAdmin[JournalEntry]):
-    list_display = ["__str__", "posted_at", "cause_kind", "cause_id", "amount", "posted_by", "reverses", "reversed"]
+    list_display = [
+        "__str__",
+        "posted_at",
+        "cause_kind",
+        "cause_id",
+        "amount",
+        "posted_by",
+        "reverses",
+        "reversed",
+    ]
     list_filter = ["cause_kind", "posted_at"]
     search_fields = ["memo", "cause_id"]
     date_hierarchy = "posted_at"
     list_select_related = ["posted_by", "reverses"]
-    fields = [
-        "posted_at", "memo", "cause_kind", "cause_id", "posted_by", "reverses", "reversal_reason", "recorded_at"
-    ]
+    fields = (
+        "posted_at",
+        "memo",
+        "cause_kind",
+        "cause_id",
+        "posted_by",
+        "reverses",
+        "reversal_reason",
+        "recorded_at",
+    )
     readonly_fields = fields
     inlines = [JournalLineInline]
     actions = ["reverse_entries"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[JournalEntry]:
         return (
-            super().get_queryset(request)
+            super()
+            .get_queryset(request)
             .annotate(total_debit=Sum("lines__debit"))
             .prefetch_related("reversals")
         )
@@ -116,12 +137,15 @@ class JournalEntryAdmin(admin.ModelAdmin[JournalEntry]):
                 "entries": queryset,
                 "form": form,
                 "opts": self.model._meta,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/ledger/journalentry/reverse.html", context)
+        assert isinstance(request.user, User)  # the admin only admits signed-in staff
         for entry in queryset.order_by("pk"):
             try:
-                reversal = journal_entry_reverse(entry=entry, reason=form.cleaned_data["reason"], by=request.user)
+                reversal = journal_entry_reverse(
+                    entry=entry, reason=form.cleaned_data["reason"], by=request.user
+                )
             except LedgerError as exc:
                 self.message_user(request, f"{entry}: {exc}", messages.ERROR)
             else:

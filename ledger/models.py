@@ -16,8 +16,6 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-MONEY = {"max_digits": 14, "decimal_places": 2}
-
 
 class AccountType(models.TextChoices):
     ASSET = "ASSET", "Asset"
@@ -44,7 +42,9 @@ class Account(models.Model):
             models.CheckConstraint(
                 condition=Q(type__in=AccountType.values), name="ledger_account_type_known"
             ),
-            models.CheckConstraint(condition=Q(code__regex=r"^[0-9]{4,10}$"), name="ledger_account_code_digits"),
+            models.CheckConstraint(
+                condition=Q(code__regex=r"^[0-9]{4,10}$"), name="ledger_account_code_digits"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -113,8 +113,8 @@ class JournalEntry(models.Model):
 class JournalLine(models.Model):
     entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="lines")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lines")
-    debit = models.DecimalField(**MONEY, default=Decimal("0.00"))
-    credit = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    debit = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    credit = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
     # Sub-ledger key for receivables and customer credit. A plain column rather than a foreign key
     # because the ledger depends on no other app; the customers app owns the customer table.
     customer_id = models.BigIntegerField(null=True, blank=True)
@@ -158,7 +158,9 @@ class AccountBalance(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "stripe"], name="ledger_accountbalance_one_row_per_stripe"),
+            models.UniqueConstraint(
+                fields=["account", "stripe"], name="ledger_accountbalance_one_row_per_stripe"
+            ),
         ]
 
     def __str__(self) -> str:

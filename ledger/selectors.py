@@ -97,7 +97,9 @@ def account_balance(code: str, *, as_of: Moment | None = None) -> Decimal:
 def trial_balance(*, as_of: Moment | None = None) -> TrialBalance:
     """Every account's balance in a debit or credit column; the two columns must agree."""
     totals: dict[int, list[Decimal]] = {}
-    for row in AccountBalance.objects.values("account_id").annotate(d=Sum("debit_total"), c=Sum("credit_total")):
+    for row in AccountBalance.objects.values("account_id").annotate(
+        d=Sum("debit_total"), c=Sum("credit_total")
+    ):
         totals[row["account_id"]] = [row["d"], row["c"]]
     if as_of is not None:
         later = _lines_after(as_of).values("account_id").annotate(d=Sum("debit"), c=Sum("credit"))
@@ -134,7 +136,9 @@ def general_ledger(*, account: str, start: date, end: date) -> GeneralLedger:
     running = opening
     lines = (
         JournalLine.objects.filter(
-            account=account_row, posted_at__gte=_start_of_day(start), posted_at__lt=_start_of_day(end + timedelta(days=1))
+            account=account_row,
+            posted_at__gte=_start_of_day(start),
+            posted_at__lt=_start_of_day(end + timedelta(days=1)),
         )
         .select_related("entry")
         .order_by("posted_at", "entry_id", "id")
@@ -171,7 +175,8 @@ def ledger_verify() -> dict[str, Any]:
             """
         )
         errors += [
-            f"Journal entry {entry_id} is unbalanced or incomplete: {count} lines, debits {debit}, credits {credit}."
+            f"Journal entry {entry_id} is unbalanced or incomplete: "
+            f"{count} lines, debits {debit}, credits {credit}."
             for entry_id, count, debit, credit in cursor.fetchall()
         ]
         cursor.execute("SELECT coalesce(sum(debit), 0), coalesce(sum(credit), 0) FROM ledger_journalline")
@@ -180,13 +185,15 @@ def ledger_verify() -> dict[str, Any]:
             errors.append(f"Total debits {total_debit} <> total credits {total_credit}.")
         cursor.execute(
             """
-            SELECT a.code, coalesce(l.debit, 0), coalesce(l.credit, 0), coalesce(b.debit, 0), coalesce(b.credit, 0)
+            SELECT a.code, coalesce(l.debit, 0), coalesce(l.credit, 0),
+                   coalesce(b.debit, 0), coalesce(b.credit, 0)
               FROM ledger_account a
               LEFT JOIN (SELECT account_id, sum(debit) AS debit, sum(credit) AS credit
                            FROM ledger_journalline GROUP BY account_id) l ON l.account_id = a.id
               LEFT JOIN (SELECT account_id, sum(debit_total) AS debit, sum(credit_total) AS credit
                            FROM ledger_accountbalance GROUP BY account_id) b ON b.account_id = a.id
-             WHERE coalesce(l.debit, 0) <> coalesce(b.debit, 0) OR coalesce(l.credit, 0) <> coalesce(b.credit, 0)
+             WHERE coalesce(l.debit, 0) <> coalesce(b.debit, 0)
+                OR coalesce(l.credit, 0) <> coalesce(b.credit, 0)
              ORDER BY a.code
             """
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -38,7 +38,7 @@ def journal_entry_post(
     lines: Sequence[JournalLineInput],
     cause_kind: str,
     cause_id: str = "",
-    by: AbstractBaseUser | None = None,
+    by: User | None = None,
     posted_at: datetime | None = None,
 ) -> JournalEntry:
     """Post a balanced journal entry. Must run inside the caller's transaction, which owns the
@@ -49,7 +49,7 @@ def journal_entry_post(
 
 
 def journal_entry_reverse(
-    *, entry: JournalEntry, reason: str, by: AbstractBaseUser | None, posted_at: datetime | None = None
+    *, entry: JournalEntry, reason: str, by: User | None, posted_at: datetime | None = None
 ) -> JournalEntry:
     """Post the mirror image of `entry`, so that together they net to zero. At most once per entry."""
     reason = reason.strip()
@@ -79,7 +79,9 @@ def journal_entry_reverse(
                     reversal_reason=reason,
                 )
         except IntegrityError as exc:
-            raise EntryAlreadyReversedError(f"Journal entry {original.pk} has already been reversed.") from exc
+            raise EntryAlreadyReversedError(
+                f"Journal entry {original.pk} has already been reversed."
+            ) from exc
 
 
 def _entry_insert(
@@ -88,13 +90,15 @@ def _entry_insert(
     lines: Sequence[JournalLineInput],
     cause_kind: str,
     cause_id: str,
-    by: AbstractBaseUser | None,
+    by: User | None,
     posted_at: datetime | None,
     reverses: JournalEntry | None = None,
     reversal_reason: str = "",
 ) -> JournalEntry:
     if not transaction.get_connection().in_atomic_block:
-        raise TransactionRequiredError("Post journal entries inside transaction.atomic(), with the business change.")
+        raise TransactionRequiredError(
+            "Post journal entries inside transaction.atomic(), with the business change."
+        )
     if cause_kind not in CauseKind.values:
         raise InvalidJournalEntryError(f"Unknown cause kind {cause_kind!r}.")
     if not memo.strip():
@@ -148,7 +152,9 @@ def _validated_amounts(lines: Sequence[JournalLineInput]) -> list[tuple[Decimal,
         if debit < 0 or credit < 0:
             raise InvalidJournalEntryError(f"Line {number}: amounts must be positive.")
         if (debit > 0) == (credit > 0):
-            raise InvalidJournalEntryError(f"Line {number}: give either a debit or a credit, not both or neither.")
+            raise InvalidJournalEntryError(
+                f"Line {number}: give either a debit or a credit, not both or neither."
+            )
         amounts.append((debit, credit))
     total_debit = sum((d for d, _ in amounts), ZERO)
     total_credit = sum((c for _, c in amounts), ZERO)

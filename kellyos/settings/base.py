@@ -28,7 +28,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Production (DEBUG off) needs a long random SECRET_KEY in the environment, "
+            "SECRET_KEY is not set. Production (DEBUG off) needs a long random SECRET_KEY in the "
+            "environment, "
             "e.g. `export SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))')`. "
             "For local development set DEBUG=true instead."
         )
@@ -149,7 +150,9 @@ LOGGING = {
 MPESA_ENVIRONMENT = env.str("MPESA_ENVIRONMENT", default="sandbox")
 MPESA_BASE_URL = env.str(
     "MPESA_BASE_URL",
-    default="https://api.safaricom.co.ke" if MPESA_ENVIRONMENT == "production" else "https://sandbox.safaricom.co.ke",
+    default="https://api.safaricom.co.ke"
+    if MPESA_ENVIRONMENT == "production"
+    else "https://sandbox.safaricom.co.ke",
 )
 MPESA_CONSUMER_KEY = env.str("MPESA_CONSUMER_KEY", default="")
 MPESA_CONSUMER_SECRET = env.str("MPESA_CONSUMER_SECRET", default="")
@@ -160,9 +163,18 @@ MPESA_WEBHOOK_TOKEN = env.str("MPESA_WEBHOOK_TOKEN", default="")
 MPESA_ALLOWED_IPS = env.list(
     "MPESA_ALLOWED_IPS",
     default=[
-        "196.201.214.200", "196.201.214.206", "196.201.213.114", "196.201.214.207",
-        "196.201.214.208", "196.201.213.44", "196.201.212.127", "196.201.212.138",
-        "196.201.212.129", "196.201.212.136", "196.201.212.74", "196.201.212.69",
+        "196.201.214.200",
+        "196.201.214.206",
+        "196.201.213.114",
+        "196.201.214.207",
+        "196.201.214.208",
+        "196.201.213.44",
+        "196.201.212.127",
+        "196.201.212.138",
+        "196.201.212.129",
+        "196.201.212.136",
+        "196.201.212.74",
+        "196.201.212.69",
     ],
 )
 MPESA_TRUSTED_PROXIES = env.list("MPESA_TRUSTED_PROXIES", default=[])

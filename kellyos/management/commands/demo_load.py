@@ -16,12 +16,31 @@ from ledger.services import JournalLineInput, journal_entry_post
 
 # (demo id, days ago, memo, debit account, credit account, amount)
 DEMO_BOOKINGS = [
-    ("demo-1", 3, "Invoice INV-DEMO-0001: school fees, Term 1", ACCOUNTS_RECEIVABLE, SALES_REVENUE, "45000.00"),
-    ("demo-2", 2, "M-Pesa RKT1DEMO01 from Wanjiku: part payment of INV-DEMO-0001", MPESA_CASH, ACCOUNTS_RECEIVABLE,
-     "20000.00"),
+    (
+        "demo-1",
+        3,
+        "Invoice INV-DEMO-0001: school fees, Term 1",
+        ACCOUNTS_RECEIVABLE,
+        SALES_REVENUE,
+        "45000.00",
+    ),
+    (
+        "demo-2",
+        2,
+        "M-Pesa RKT1DEMO01 from Wanjiku: part payment of INV-DEMO-0001",
+        MPESA_CASH,
+        ACCOUNTS_RECEIVABLE,
+        "20000.00",
+    ),
     ("demo-3", 1, "Till sale: 2 x maize flour 2kg", MPESA_CASH, SALES_REVENUE, "460.00"),
-    ("demo-4", 0, "M-Pesa RKT1DEMO02 with unknown account ref 'shule': held in suspense", MPESA_CASH,
-     UNALLOCATED_RECEIPTS, "1500.00"),
+    (
+        "demo-4",
+        0,
+        "M-Pesa RKT1DEMO02 with unknown account ref 'shule': held in suspense",
+        MPESA_CASH,
+        UNALLOCATED_RECEIPTS,
+        "1500.00",
+    ),
 ]
 
 DEMO_LOCK_KEY = 4_201_001  # advisory lock: two demo loaders at once must not both book
@@ -57,7 +76,9 @@ class Command(BaseCommand):
     def _ensure_admin(self) -> None:
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
-            self.stdout.write("An admin user already exists (reset a password with `manage.py changepassword`).")
+            self.stdout.write(
+                "An admin user already exists (reset a password with `manage.py changepassword`)."
+            )
             return
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username="admin", email="admin@example.com", password=password)

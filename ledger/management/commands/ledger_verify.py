@@ -6,7 +6,9 @@ from ledger.selectors import ledger_verify
 
 
 class Command(BaseCommand):
-    help = "Check the whole ledger: balanced entries, debits = credits, balances = lines, reversals net to zero."
+    help = (
+        "Check the whole ledger: balanced entries, debits = credits, balances = lines, reversals net to zero."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = ledger_verify()

@@ -1,0 +1,87 @@
+"""Real threads with their own database connections posting at the same moment."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+
+from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT, MPESA_CASH, SALES_REVENUE
+from ledger.exceptions import EntryAlreadyReversedError
+from ledger.models import AccountBalance, CauseKind, JournalEntry
+from ledger.selectors import account_balance, ledger_verify, trial_balance
+from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
+from tests.ledger.factories import PostedEntryFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_in_threads(count, work):
+    """Start `count` threads together; each runs work(index) on its own connection."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+    results: list[object] = []
+
+    def runner(index):
+        try:
+            barrier.wait()
+            results.append(work(index))
+        except BaseException as exc:  # collected and inspected by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors
+
+
+def test_many_threads_posting_to_the_same_accounts_keep_balances_equal_to_the_lines():
+    threads, per_thread = 8, 25
+
+    def work(index):
+        for n in range(per_thread):
+            amount = Decimal(f"{index + 1}.{n:02d}")
+            with transaction.atomic():
+                journal_entry_post(
+                    memo=f"M-Pesa payment {index}-{n}",
+                    lines=[
+                        JournalLineInput(account=MPESA_CASH, debit=amount),
+                        JournalLineInput(
+                            account=ACCOUNTS_RECEIVABLE, credit=amount - Decimal("0.50"), customer_id=index
+                        ),
+                        JournalLineInput(account=CUSTOMER_CREDIT, credit=Decimal("0.50"), customer_id=index),
+                    ],
+                    cause_kind=CauseKind.RECEIPT,
+                )
+
+    _, errors = run_in_threads(threads, work)
+    assert errors == []
+    expected = sum(Decimal(f"{i + 1}.{n:02d}") for i in range(threads) for n in range(per_thread))
+    assert JournalEntry.objects.count() == threads * per_thread
+    assert account_balance(MPESA_CASH) == expected
+    assert account_balance(ACCOUNTS_RECEIVABLE) == -(expected - Decimal("0.50") * threads * per_thread)
+    assert account_balance(CUSTOMER_CREDIT) == Decimal("0.50") * threads * per_thread
+    assert trial_balance().is_balanced
+    assert ledger_verify() == {"is_valid": True, "errors": []}
+    # The payments spread over several balance rows instead of queueing on one.
+    assert AccountBalance.objects.filter(account__code=MPESA_CASH).count() > 1
+
+
+def test_concurrent_reversals_of_one_entry_post_exactly_one():
+    original = PostedEntryFactory(
+        amount=Decimal("2500.00"), debit_account=MPESA_CASH, credit_account=SALES_REVENUE
+    )
+
+    def work(index):
+        return journal_entry_reverse(entry=original, reason=f"clerk {index}", by=None)
+
+    results, errors = run_in_threads(6, work)
+    assert len(results) == 1
+    assert len(errors) == 5 and all(isinstance(e, EntryAlreadyReversedError) for e in errors)
+    assert JournalEntry.objects.filter(reverses=original).count() == 1
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+    assert ledger_verify()["is_valid"]

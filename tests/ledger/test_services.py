@@ -1,0 +1,269 @@
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import transaction
+
+from ledger.chart import (
+    ACCOUNTS_RECEIVABLE,
+    CUSTOMER_CREDIT,
+    MPESA_CASH,
+    SALES_REVENUE,
+    UNALLOCATED_RECEIPTS,
+)
+from ledger.exceptions import (
+    EntryAlreadyReversedError,
+    InvalidJournalEntryError,
+    UnknownAccountError,
+)
+from ledger.models import Account, AccountBalance, CauseKind, JournalEntry, JournalLine
+from ledger.selectors import account_balance, general_ledger, ledger_verify, trial_balance
+from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
+from tests.factories import UserFactory
+from tests.ledger.factories import PostedEntryFactory
+
+pytestmark = pytest.mark.django_db
+
+NAIROBI = ZoneInfo("Africa/Nairobi")
+
+
+def post(memo, *lines, **kwargs):
+    with transaction.atomic():
+        return journal_entry_post(memo=memo, lines=list(lines), cause_kind=CauseKind.MANUAL, **kwargs)
+
+
+def nothing_written():
+    return (
+        not JournalEntry.objects.exists()
+        and not JournalLine.objects.exists()
+        and not AccountBalance.objects.exists()
+    )
+
+
+def test_school_fees_invoice_part_paid_then_overpaid_keeps_every_balance_right():
+    # Given an invoice of KES 45,000 for school fees
+    post(
+        "INV-0001 Term 1 fees",
+        JournalLineInput(account=ACCOUNTS_RECEIVABLE, debit="45000.00", customer_id=7),
+        JournalLineInput(account=SALES_REVENUE, credit="45000.00"),
+    )
+    # When the parent pays 20,000, then 30,000 (5,000 too much, kept as credit)
+    post(
+        "M-Pesa RKT1 part payment",
+        JournalLineInput(account=MPESA_CASH, debit="20000.00"),
+        JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit="20000.00", customer_id=7),
+    )
+    post(
+        "M-Pesa RKT2 balance and prepayment",
+        JournalLineInput(account=MPESA_CASH, debit="30000.00"),
+        JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit="25000.00", customer_id=7),
+        JournalLineInput(account=CUSTOMER_CREDIT, credit="5000.00", customer_id=7),
+    )
+    # Then
+    assert account_balance(MPESA_CASH) == Decimal("50000.00")
+    assert account_balance(ACCOUNTS_RECEIVABLE) == Decimal("0.00")
+    assert account_balance(CUSTOMER_CREDIT) == Decimal("5000.00")
+    assert account_balance(SALES_REVENUE) == Decimal("45000.00")
+    tb = trial_balance()
+    assert tb.is_balanced
+    assert tb.total_debit == tb.total_credit == Decimal("50000.00")
+    by_code = {row.code: row for row in tb.rows}
+    assert by_code[MPESA_CASH].debit == Decimal("50000.00")
+    assert by_code[CUSTOMER_CREDIT].credit == Decimal("5000.00")
+    assert ledger_verify() == {"is_valid": True, "errors": []}
+
+
+def test_posting_records_who_why_and_what_caused_it():
+    accountant = UserFactory()
+    entry = post(
+        "Till sale",
+        JournalLineInput(account=MPESA_CASH, debit=Decimal("460.00")),
+        JournalLineInput(account=SALES_REVENUE, credit=Decimal("460.00")),
+        by=accountant,
+        cause_id="S-0001",
+    )
+    entry.refresh_from_db()
+    assert entry.posted_by == accountant
+    assert entry.cause_kind == CauseKind.MANUAL and entry.cause_id == "S-0001"
+    assert entry.created_txid is not None
+    assert [
+        (line.account.code, line.debit, line.credit) for line in entry.lines.order_by("account__code")
+    ] == [
+        (MPESA_CASH, Decimal("460.00"), Decimal("0.00")),
+        (SALES_REVENUE, Decimal("0.00"), Decimal("460.00")),
+    ]
+    assert all(line.posted_at == entry.posted_at for line in entry.lines.all())
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            [
+                JournalLineInput(account=MPESA_CASH, debit="100.00"),
+                JournalLineInput(account=SALES_REVENUE, credit="99.99"),
+            ],
+            "Unbalanced",
+        ),
+        ([JournalLineInput(account=MPESA_CASH, debit="100.00")], "at least two lines"),
+        (
+            [
+                JournalLineInput(account=MPESA_CASH, debit=100.0),
+                JournalLineInput(account=SALES_REVENUE, credit="100"),
+            ],
+            "not float",
+        ),
+        (
+            [
+                JournalLineInput(account=MPESA_CASH, debit="10.005"),
+                JournalLineInput(account=SALES_REVENUE, credit="10.005"),
+            ],
+            "two decimal places",
+        ),
+        (
+            [
+                JournalLineInput(account=MPESA_CASH, debit="10", credit="10"),
+                JournalLineInput(account=SALES_REVENUE, credit="0"),
+            ],
+            "either a debit or a credit",
+        ),
+        (
+            [
+                JournalLineInput(account=MPESA_CASH, debit="-5"),
+                JournalLineInput(account=SALES_REVENUE, credit="-5"),
+            ],
+            "positive",
+        ),
+        (
+            [
+                JournalLineInput(account=MPESA_CASH, debit="0"),
+                JournalLineInput(account=SALES_REVENUE, credit="0"),
+            ],
+            "either a debit or a credit",
+        ),
+    ],
+)
+def test_bad_entries_are_refused_with_a_clear_error_and_nothing_is_written(lines, message):
+    with pytest.raises(InvalidJournalEntryError, match=message):
+        post("Bad entry", *lines)
+    assert nothing_written()
+
+
+def test_unknown_and_closed_accounts_are_refused():
+    with pytest.raises(UnknownAccountError, match="9999"):
+        post(
+            "x",
+            JournalLineInput(account="9999", debit="1"),
+            JournalLineInput(account=SALES_REVENUE, credit="1"),
+        )
+    Account.objects.filter(code=UNALLOCATED_RECEIPTS).update(is_active=False)
+    with pytest.raises(InvalidJournalEntryError, match="closed"):
+        post(
+            "x",
+            JournalLineInput(account=MPESA_CASH, debit="1"),
+            JournalLineInput(account=UNALLOCATED_RECEIPTS, credit="1"),
+        )
+    assert nothing_written()
+
+
+def test_a_failure_later_in_the_business_operation_leaves_nothing_posted():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        journal_entry_post(
+            memo="Sale that fails after posting",
+            lines=[
+                JournalLineInput(account=MPESA_CASH, debit="50"),
+                JournalLineInput(account=SALES_REVENUE, credit="50"),
+            ],
+            cause_kind=CauseKind.SALE,
+        )
+        raise RuntimeError("the receipt printer exploded")
+    assert nothing_written()
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+
+
+def test_reversal_nets_to_zero_and_keeps_the_original():
+    accountant = UserFactory()
+    original = PostedEntryFactory(
+        amount=Decimal("1500.00"), debit_account=MPESA_CASH, credit_account=SALES_REVENUE
+    )
+    reversal = journal_entry_reverse(entry=original, reason="Keyed against the wrong account", by=accountant)
+    assert reversal.reverses == original
+    assert reversal.reversal_reason == "Keyed against the wrong account"
+    assert reversal.cause_kind == CauseKind.REVERSAL
+    assert reversal.posted_by == accountant
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+    assert account_balance(SALES_REVENUE) == Decimal("0.00")
+    assert JournalEntry.objects.count() == 2  # the original is still there, unchanged
+    assert sorted((line.account.code, line.debit, line.credit) for line in reversal.lines.all()) == [
+        (MPESA_CASH, Decimal("0.00"), Decimal("1500.00")),
+        (SALES_REVENUE, Decimal("1500.00"), Decimal("0.00")),
+    ]
+    assert ledger_verify()["is_valid"]
+
+
+def test_an_entry_is_reversed_at_most_once():
+    original = PostedEntryFactory()
+    journal_entry_reverse(entry=original, reason="Duplicate", by=None)
+    with pytest.raises(EntryAlreadyReversedError):
+        journal_entry_reverse(entry=original, reason="Duplicate again", by=None)
+    assert JournalEntry.objects.count() == 2
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+
+
+def test_a_reversal_needs_a_reason():
+    original = PostedEntryFactory()
+    with pytest.raises(InvalidJournalEntryError, match="reason"):
+        journal_entry_reverse(entry=original, reason="   ", by=None)
+    assert JournalEntry.objects.count() == 1
+
+
+def test_reversal_keeps_the_customer_sub_ledger():
+    original = PostedEntryFactory(
+        debit_account=ACCOUNTS_RECEIVABLE, credit_account=SALES_REVENUE, customer_id=42
+    )
+    reversal = journal_entry_reverse(entry=original, reason="Invoice voided", by=None)
+    assert set(reversal.lines.values_list("customer_id", flat=True)) == {42}
+
+
+def test_balances_as_of_a_moment_and_a_day():
+    day1 = datetime(2026, 3, 1, 9, 0, tzinfo=NAIROBI)
+    PostedEntryFactory(amount=Decimal("100.00"), posted_at=day1)
+    PostedEntryFactory(amount=Decimal("250.00"), posted_at=day1 + timedelta(hours=14))  # 23:00 the same day
+    PostedEntryFactory(amount=Decimal("1000.00"), posted_at=day1 + timedelta(days=1))
+    assert account_balance(MPESA_CASH) == Decimal("1350.00")
+    assert account_balance(MPESA_CASH, as_of=date(2026, 2, 28)) == Decimal("0.00")
+    assert account_balance(MPESA_CASH, as_of=date(2026, 3, 1)) == Decimal("350.00")
+    assert account_balance(MPESA_CASH, as_of=day1) == Decimal("100.00")
+    assert account_balance(SALES_REVENUE, as_of=day1 + timedelta(hours=1)) == Decimal("100.00")
+    tb = trial_balance(as_of=date(2026, 3, 1))
+    assert tb.total_debit == tb.total_credit == Decimal("350.00")
+
+
+def test_general_ledger_runs_a_balance_from_the_opening():
+    day = datetime(2026, 4, 10, 12, 0, tzinfo=NAIROBI)
+    PostedEntryFactory(amount=Decimal("500.00"), posted_at=day - timedelta(days=5), memo="Before the period")
+    PostedEntryFactory(amount=Decimal("200.00"), posted_at=day, memo="Sale A")
+    reversed_sale = PostedEntryFactory(
+        amount=Decimal("80.00"), posted_at=day + timedelta(days=1), memo="Sale B"
+    )
+    journal_entry_reverse(
+        entry=reversed_sale, reason="Customer cancelled", by=None, posted_at=day + timedelta(days=2)
+    )
+    PostedEntryFactory(amount=Decimal("999.00"), posted_at=day + timedelta(days=30), memo="After the period")
+
+    gl = general_ledger(account=MPESA_CASH, start=date(2026, 4, 10), end=date(2026, 4, 30))
+    assert gl.opening_balance == Decimal("500.00")
+    assert [(line.memo, line.debit, line.credit, line.balance) for line in gl.lines] == [
+        ("Sale A", Decimal("200.00"), Decimal("0.00"), Decimal("700.00")),
+        ("Sale B", Decimal("80.00"), Decimal("0.00"), Decimal("780.00")),
+        (f"Reversal of JE-{reversed_sale.pk}: Sale B", Decimal("0.00"), Decimal("80.00"), Decimal("700.00")),
+    ]
+    assert gl.closing_balance == Decimal("700.00")
+
+
+def test_credit_normal_accounts_read_positive_on_their_own_side():
+    PostedEntryFactory(amount=Decimal("75.00"), debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS)
+    assert account_balance(UNALLOCATED_RECEIPTS) == Decimal("75.00")
+    row = next(r for r in trial_balance().rows if r.code == UNALLOCATED_RECEIPTS)
+    assert (row.debit, row.credit) == (Decimal("0.00"), Decimal("75.00"))
