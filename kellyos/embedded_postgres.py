@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -68,6 +69,8 @@ def _start_pgserver(pgdata: Path, *, required: bool) -> Path | None:
                 "EMBEDDED_POSTGRES=pgserver but pgserver is not installed.\n" + INSTALL_HINT
             ) from exc
         return None
+    # Its exit hook logs at INFO after test runners have closed their streams; we only want problems.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined, unused-ignore]
     return Path(server.get_postmaster_info().socket_dir)
 

@@ -134,8 +134,6 @@ def _entry_insert(
         )
         for line, (debit, credit) in zip(lines, amounts, strict=True)
     ]
-    # Account order fixes the order in which the balance trigger locks balance rows.
-    rows.sort(key=lambda row: (row.account_id, row.customer_id or 0))
     JournalLine.objects.bulk_create(rows)
     return entry
 

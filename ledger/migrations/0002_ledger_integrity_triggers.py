@@ -5,7 +5,7 @@
 - A reversal cancels its original exactly: per account and customer the two entries net to zero.
 - Posted entries and lines are never updated or deleted; a correction is a new reversal entry.
 - Lines can only be added to an entry inside the transaction that created it.
-- Account balances are maintained by the line trigger in striped rows that nothing else may write.
+- Account balances are maintained by a trigger on line inserts, in striped rows nothing else may write.
 """
 
 from django.db import migrations
@@ -108,22 +108,26 @@ CREATE TRIGGER ledger_journalline_immutable
     BEFORE UPDATE OR DELETE ON ledger_journalline
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
 
--- Each session adds to the stripe picked by its backend pid: concurrent payments to one account
--- mostly touch different rows, and one session always touches the same row per account, which
--- together with lines inserted in account order keeps lock order fixed.
-CREATE FUNCTION ledger_line_apply_to_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Each session adds to the stripe picked by its backend pid, so concurrent payments to one account
+-- mostly touch different rows. One upsert per account per INSERT statement (not per line), in
+-- account order, so balance rows are always locked in the same order.
+CREATE FUNCTION ledger_lines_apply_to_balances() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO ledger_accountbalance (account_id, stripe, debit_total, credit_total)
-    VALUES (NEW.account_id, pg_backend_pid() % {BALANCE_STRIPES}, NEW.debit, NEW.credit)
+    SELECT account_id, pg_backend_pid() % {BALANCE_STRIPES}, sum(debit), sum(credit)
+      FROM new_lines
+     GROUP BY account_id
+     ORDER BY account_id
     ON CONFLICT (account_id, stripe) DO UPDATE
        SET debit_total = ledger_accountbalance.debit_total + EXCLUDED.debit_total,
            credit_total = ledger_accountbalance.credit_total + EXCLUDED.credit_total;
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER ledger_journalline_apply_to_balance
+CREATE TRIGGER ledger_journalline_apply_to_balances
     AFTER INSERT ON ledger_journalline
-    FOR EACH ROW EXECUTE FUNCTION ledger_line_apply_to_balance();
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_lines_apply_to_balances();
 
 -- Balances move only with lines: a direct write (trigger depth 1) is refused; the line trigger's
 -- upsert runs one level deeper.
@@ -146,7 +150,7 @@ CREATE TRIGGER ledger_accountbalance_guard
 
 BACKWARD = """
 DROP TRIGGER ledger_accountbalance_guard ON ledger_accountbalance;
-DROP TRIGGER ledger_journalline_apply_to_balance ON ledger_journalline;
+DROP TRIGGER ledger_journalline_apply_to_balances ON ledger_journalline;
 DROP TRIGGER ledger_journalline_immutable ON ledger_journalline;
 DROP TRIGGER ledger_journalentry_immutable ON ledger_journalentry;
 DROP TRIGGER ledger_journalline_balanced ON ledger_journalline;
@@ -154,7 +158,7 @@ DROP TRIGGER ledger_journalentry_balanced ON ledger_journalentry;
 DROP TRIGGER ledger_journalline_prepare ON ledger_journalline;
 DROP TRIGGER ledger_journalentry_stamp ON ledger_journalentry;
 DROP FUNCTION ledger_balance_guard();
-DROP FUNCTION ledger_line_apply_to_balance();
+DROP FUNCTION ledger_lines_apply_to_balances();
 DROP FUNCTION ledger_refuse_change();
 DROP FUNCTION ledger_line_check_at_commit();
 DROP FUNCTION ledger_entry_check_at_commit();
