@@ -1,6 +1,7 @@
 """Settings are safe by default: checked in a fresh interpreter, since settings load once per process."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,11 @@ def test_debug_allows_a_development_key_and_plain_cookies():
     result = load_settings(DEBUG="true")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False", "0", "Africa/Nairobi"]
+
+
+def test_every_setting_read_from_the_environment_is_documented_in_env_example():
+    settings_source = (ROOT / "kellyos" / "settings" / "base.py").read_text()
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', settings_source))
+    documented = set(re.findall(r"^(?:# )?([A-Z_]+)=", (ROOT / ".env.example").read_text(), flags=re.M))
+    assert read, "no environment variables found in settings"
+    assert read - documented == set()
