@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +61,29 @@ def embedded_database(*, name: str, var_dir: Path, engine: str = "auto") -> dict
     }
 
 
-def _start_pgserver(pgdata: Path, *, required: bool) -> Path | None:
+def _import_pgserver() -> Any | None:
     try:
-        import pgserver  # type: ignore[import-untyped, unused-ignore]
-    except ImportError as exc:
-        if required:
-            raise EmbeddedPostgresError(
-                "EMBEDDED_POSTGRES=pgserver but pgserver is not installed.\n" + INSTALL_HINT
-            ) from exc
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root shells); its fallback is fine.
+            warnings.simplefilter("ignore")
+            import pgserver  # type: ignore[import-untyped, unused-ignore]
+            import pgserver._commands  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:
         return None
     # Its exit hook logs at INFO after test runners have closed their streams; we only want problems.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined, unused-ignore]
+    return pgserver
+
+
+def _start_pgserver(pgdata: Path, *, required: bool) -> Path | None:
+    pgserver = _import_pgserver()
+    if pgserver is None:
+        if required:
+            raise EmbeddedPostgresError(
+                "EMBEDDED_POSTGRES=pgserver but pgserver is not installed.\n" + INSTALL_HINT
+            )
+        return None
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
     return Path(server.get_postmaster_info().socket_dir)
 
 
@@ -155,11 +167,8 @@ def stop_embedded(var_dir: Path) -> None:
 
 
 def _pgserver_pg_ctl() -> str | None:
-    try:
-        from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:
-        return None
-    return str(POSTGRES_BIN_PATH / "pg_ctl")
+    pgserver = _import_pgserver()
+    return None if pgserver is None else str(pgserver._commands.POSTGRES_BIN_PATH / "pg_ctl")
 
 
 if __name__ == "__main__":
