@@ -1,11 +1,13 @@
 """Kenyan shillings as Decimal with two places, end to end. Floats are refused, never rounded."""
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 # numeric(14,2) holds at most 12 digits before the point.
 MAX_AMOUNT = Decimal("999999999999.99")
+AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
 class InvalidAmountError(ValueError):
@@ -22,8 +24,13 @@ def to_kes(value: Decimal | int | str) -> Decimal:
         raise InvalidAmountError(
             f"Amounts must be Decimal, int or str, not {type(value).__name__}: {value!r}"
         )
+    if isinstance(value, str):
+        # Decimal() also takes '1_000', '1e3' and non-ASCII digits; an amount on the wire is plainer.
+        value = value.strip()
+        if not AMOUNT_TEXT.fullmatch(value):
+            raise InvalidAmountError(f"Not an amount: {value!r}")
     try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
+        amount = Decimal(value)
     except (InvalidOperation, TypeError) as exc:
         raise InvalidAmountError(f"Not an amount: {value!r}") from exc
     if not amount.is_finite():

@@ -96,8 +96,8 @@ class JournalEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["reverses"], name="ledger_journalentry_one_reversal_per_entry"),
             models.CheckConstraint(
-                condition=Q(reverses__isnull=True) | ~Q(reverses=models.F("id")),
-                name="ledger_journalentry_not_self_reversing",
+                condition=Q(reverses__isnull=True) | Q(reverses__lt=models.F("id")),
+                name="ledger_journalentry_reverses_an_earlier_entry",
             ),
             models.CheckConstraint(
                 condition=Q(reverses__isnull=True) | ~Q(reversal_reason=""),
@@ -111,7 +111,7 @@ class JournalEntry(models.Model):
 
 
 class JournalLine(models.Model):
-    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="lines")
+    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="lines", db_index=False)
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="lines")
     debit = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
     credit = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
@@ -130,6 +130,8 @@ class JournalLine(models.Model):
             ),
         ]
         indexes = [
+            # (entry, id): an entry's lines, and its last line for the commit-time balance check.
+            models.Index(fields=["entry", "id"], name="ledger_line_entry_idx"),
             models.Index(fields=["account", "posted_at"], name="ledger_line_account_time_idx"),
             models.Index(
                 fields=["customer_id", "account", "posted_at"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import User
@@ -20,6 +20,9 @@ from ledger.exceptions import (
     UnknownAccountError,
 )
 from ledger.models import Account, CauseKind, JournalEntry, JournalLine
+
+# Clocks of application servers and the database differ a little; the database allows the same slack.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ def journal_entry_reverse(
         original = JournalEntry.objects.select_for_update().get(pk=entry.pk)
         if JournalEntry.objects.filter(reverses=original).exists():
             raise EntryAlreadyReversedError(f"Journal entry {original.pk} has already been reversed.")
+        if posted_at is not None and posted_at < original.posted_at:
+            raise InvalidJournalEntryError(
+                f"A reversal cannot be dated before the entry it reverses ({original.posted_at:%Y-%m-%d})."
+            )
         mirrored = [
             JournalLineInput(
                 account=line.account.code, debit=line.credit, credit=line.debit, customer_id=line.customer_id
@@ -74,14 +81,16 @@ def journal_entry_reverse(
                     cause_kind=CauseKind.REVERSAL,
                     cause_id=str(original.pk),
                     by=by,
-                    posted_at=posted_at,
+                    posted_at=posted_at or max(timezone.now(), original.posted_at),
                     reverses=original,
                     reversal_reason=reason,
                 )
         except IntegrityError as exc:
-            raise EntryAlreadyReversedError(
-                f"Journal entry {original.pk} has already been reversed."
-            ) from exc
+            if _violated_constraint(exc) == "ledger_journalentry_one_reversal_per_entry":
+                raise EntryAlreadyReversedError(
+                    f"Journal entry {original.pk} has already been reversed."
+                ) from exc
+            raise
 
 
 def _entry_insert(
@@ -105,13 +114,18 @@ def _entry_insert(
         raise InvalidJournalEntryError("A journal entry needs a memo.")
     if posted_at is not None and timezone.is_naive(posted_at):
         raise InvalidJournalEntryError("posted_at must be timezone-aware.")
+    if posted_at is not None and posted_at > timezone.now() + FUTURE_TOLERANCE:
+        raise InvalidJournalEntryError(
+            f"Journal entries cannot be dated in the future ({posted_at:%Y-%m-%d %H:%M})."
+        )
     amounts = _validated_amounts(lines)
     accounts = {a.code: a for a in Account.objects.filter(code__in={line.account for line in lines})}
     for line in lines:
         account = accounts.get(line.account)
         if account is None:
             raise UnknownAccountError(f"No account with code {line.account!r}.")
-        if not account.is_active:
+        # A closed account takes no new business, but what was posted to it can still be undone.
+        if not account.is_active and reverses is None:
             raise InvalidJournalEntryError(f"Account {account} is closed to postings.")
 
     entry = JournalEntry.objects.create(
@@ -136,6 +150,11 @@ def _entry_insert(
     ]
     JournalLine.objects.bulk_create(rows)
     return entry
+
+
+def _violated_constraint(error: IntegrityError) -> str | None:
+    diagnostics = getattr(error.__cause__, "diag", None)
+    return getattr(diagnostics, "constraint_name", None)
 
 
 def _validated_amounts(lines: Sequence[JournalLineInput]) -> list[tuple[Decimal, Decimal]]:

@@ -1,21 +1,70 @@
 """PostgreSQL keeps the ledger honest, whatever Python (or a psql session) tries.
 
 - An entry's debits equal its credits, and it has at least two lines, when its transaction commits
-  (deferred constraint triggers on entries and lines).
-- A reversal cancels its original exactly: per account and customer the two entries net to zero.
-- Posted entries and lines are never updated or deleted; a correction is a new reversal entry.
+  (deferred constraint triggers; the line trigger does the full check once per entry, on its last line).
 - Lines can only be added to an entry inside the transaction that created it.
-- Account balances are maintained by a trigger on line inserts, in striped rows nothing else may write.
+- Posted entries and lines are never updated or deleted; a correction is a new reversal entry.
+- A reversal cancels an existing, earlier entry (a lower id, so reversals never form cycles), is dated
+  no earlier than it, and nets it to zero per account and customer. Nothing is dated in the future.
+- Account balances are maintained by a statement-level trigger on line inserts, in striped rows that
+  nothing else may write. Each posting transaction claims a stripe of its own (an advisory lock), so
+  concurrent postings update different rows: no waiting, and no deadlock between them.
+
+Every function pins its search_path (temp tables must never stand in for ledger tables), and every
+trigger fires ALWAYS, also under session_replication_role = replica. Table owners and superusers can
+still switch triggers off; the application should connect as a role without those rights
+(`manage.py db_grant_app_role`).
 """
 
 from django.db import migrations
 
 BALANCE_STRIPES = 16
+# First key of the two-key advisory locks by which a transaction claims its balance stripe.
+STRIPE_LOCK_SPACE = 1010
+
+FUNCTIONS = [
+    "ledger_entry_stamp()",
+    "ledger_line_prepare()",
+    "ledger_assert_entry_valid(bigint)",
+    "ledger_entry_check_at_commit()",
+    "ledger_line_check_at_commit()",
+    "ledger_refuse_change()",
+    "ledger_lines_apply_to_balances()",
+    "ledger_balance_guard()",
+]
+
+TRIGGERS = [
+    ("ledger_journalentry", "ledger_journalentry_stamp"),
+    ("ledger_journalline", "ledger_journalline_prepare"),
+    ("ledger_journalentry", "ledger_journalentry_balanced"),
+    ("ledger_journalline", "ledger_journalline_balanced"),
+    ("ledger_journalentry", "ledger_journalentry_immutable"),
+    ("ledger_journalline", "ledger_journalline_immutable"),
+    ("ledger_journalline", "ledger_journalline_apply_to_balances"),
+    ("ledger_accountbalance", "ledger_accountbalance_guard"),
+]
 
 FORWARD = f"""
 CREATE FUNCTION ledger_entry_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    original_posted_at timestamptz;
 BEGIN
     NEW.created_txid := txid_current();
+    IF NEW.posted_at > now() + interval '5 minutes' THEN
+        RAISE EXCEPTION 'journal entries cannot be dated in the future (%)', NEW.posted_at
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.reverses_id IS NOT NULL THEN
+        SELECT posted_at INTO original_posted_at FROM ledger_journalentry WHERE id = NEW.reverses_id;
+        IF original_posted_at IS NULL THEN
+            RAISE EXCEPTION 'journal entry % reverses entry %, which is not posted', NEW.id, NEW.reverses_id
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+        IF NEW.posted_at < original_posted_at THEN
+            RAISE EXCEPTION 'a reversal cannot be dated before the entry it reverses (%)', original_posted_at
+                USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
     RETURN NEW;
 END $$;
 
@@ -78,9 +127,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Lines may join an entry after an early check (SET CONSTRAINTS ... IMMEDIATE), so lines are checked
+-- too; only the entry's highest line does the full check, keeping commits linear in the line count.
 CREATE FUNCTION ledger_line_check_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM ledger_assert_entry_valid(NEW.entry_id);
+    IF NEW.id = (SELECT max(id) FROM ledger_journalline WHERE entry_id = NEW.entry_id) THEN
+        PERFORM ledger_assert_entry_valid(NEW.entry_id);
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -108,13 +161,28 @@ CREATE TRIGGER ledger_journalline_immutable
     BEFORE UPDATE OR DELETE ON ledger_journalline
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
 
--- Each session adds to the stripe picked by its backend pid, so concurrent payments to one account
--- mostly touch different rows. One upsert per account per INSERT statement (not per line), in
--- account order, so balance rows are always locked in the same order.
-CREATE FUNCTION ledger_lines_apply_to_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SECURITY DEFINER: the application role needs no write access to the balance table at all.
+CREATE FUNCTION ledger_lines_apply_to_balances() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    claimed_stripe integer := nullif(current_setting('kellyos.ledger_stripe', true), '')::integer;
+    first_choice integer;
 BEGIN
+    IF claimed_stripe IS NULL THEN
+        first_choice := (txid_current() % {BALANCE_STRIPES})::integer;
+        FOR step IN 0..{BALANCE_STRIPES - 1} LOOP
+            IF pg_try_advisory_xact_lock({STRIPE_LOCK_SPACE}, (first_choice + step) % {BALANCE_STRIPES}) THEN
+                claimed_stripe := (first_choice + step) % {BALANCE_STRIPES};
+                EXIT;
+            END IF;
+        END LOOP;
+        IF claimed_stripe IS NULL THEN  -- more concurrent posters than stripes: queue for one
+            claimed_stripe := first_choice;
+            PERFORM pg_advisory_xact_lock({STRIPE_LOCK_SPACE}, claimed_stripe);
+        END IF;
+        PERFORM set_config('kellyos.ledger_stripe', claimed_stripe::text, true);
+    END IF;
     INSERT INTO ledger_accountbalance (account_id, stripe, debit_total, credit_total)
-    SELECT account_id, pg_backend_pid() % {BALANCE_STRIPES}, sum(debit), sum(credit)
+    SELECT account_id, claimed_stripe, sum(debit), sum(credit)
       FROM new_lines
      GROUP BY account_id
      ORDER BY account_id
@@ -146,26 +214,21 @@ END $$;
 CREATE TRIGGER ledger_accountbalance_guard
     BEFORE INSERT OR UPDATE OR DELETE ON ledger_accountbalance
     FOR EACH ROW EXECUTE FUNCTION ledger_balance_guard();
-"""
 
-BACKWARD = """
-DROP TRIGGER ledger_accountbalance_guard ON ledger_accountbalance;
-DROP TRIGGER ledger_journalline_apply_to_balances ON ledger_journalline;
-DROP TRIGGER ledger_journalline_immutable ON ledger_journalline;
-DROP TRIGGER ledger_journalentry_immutable ON ledger_journalentry;
-DROP TRIGGER ledger_journalline_balanced ON ledger_journalline;
-DROP TRIGGER ledger_journalentry_balanced ON ledger_journalentry;
-DROP TRIGGER ledger_journalline_prepare ON ledger_journalline;
-DROP TRIGGER ledger_journalentry_stamp ON ledger_journalentry;
-DROP FUNCTION ledger_balance_guard();
-DROP FUNCTION ledger_lines_apply_to_balances();
-DROP FUNCTION ledger_refuse_change();
-DROP FUNCTION ledger_line_check_at_commit();
-DROP FUNCTION ledger_entry_check_at_commit();
-DROP FUNCTION ledger_assert_entry_valid(bigint);
-DROP FUNCTION ledger_line_prepare();
-DROP FUNCTION ledger_entry_stamp();
-"""
+DO $$
+DECLARE
+    schema_name text := current_schema();
+    fn text;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[{", ".join(f"'{f}'" for f in FUNCTIONS)}] LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_catalog, pg_temp', fn, schema_name);
+    END LOOP;
+END $$;
+""" + "".join(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger};\n" for table, trigger in TRIGGERS)
+
+BACKWARD = "".join(f"DROP TRIGGER {trigger} ON {table};\n" for table, trigger in TRIGGERS) + "".join(
+    f"DROP FUNCTION {function};\n" for function in reversed(FUNCTIONS)
+)
 
 
 class Migration(migrations.Migration):

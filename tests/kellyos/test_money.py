@@ -14,7 +14,10 @@ def test_amounts_become_kes_with_two_places(value, expected):
     assert str(to_kes(value)) == expected
 
 
-@pytest.mark.parametrize("value", [10.0, True, "ten", "", "NaN", "Infinity", "1.001", "1e20", None])
+@pytest.mark.parametrize(
+    "value",
+    [10.0, True, "ten", "", "NaN", "Infinity", "1.001", "1e20", "1e3", "1_000", "\u0661\u0662", "+5", None],
+)
 def test_floats_and_non_amounts_are_refused(value):
     with pytest.raises(InvalidAmountError):
         to_kes(value)

@@ -60,4 +60,4 @@ def force_balance_drift(*, account_code: str, debit: str = "0", credit: str = "0
             " JOIN ledger_account a ON a.id = b.account_id WHERE a.code = %s)",
             [debit, credit, account_code],
         )
-        cursor.execute("ALTER TABLE ledger_accountbalance ENABLE TRIGGER ledger_accountbalance_guard")
+        cursor.execute("ALTER TABLE ledger_accountbalance ENABLE ALWAYS TRIGGER ledger_accountbalance_guard")

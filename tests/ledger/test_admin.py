@@ -7,6 +7,7 @@ from django.urls import reverse
 from ledger.chart import MPESA_CASH, SALES_REVENUE
 from ledger.models import JournalEntry
 from ledger.selectors import account_balance
+from ledger.services import journal_entry_reverse
 from tests.factories import UserFactory
 from tests.ledger.factories import PostedEntryFactory
 
@@ -95,3 +96,10 @@ def test_staff_without_the_reverse_permission_cannot_reverse(client):
         {"action": "reverse_entries", "_selected_action": [entry.pk], "confirm": "yes", "reason": "x"},
     )
     assert not JournalEntry.objects.filter(reverses=entry).exists()
+
+
+def test_reversing_a_reversal_is_flagged_before_it_is_posted(admin_client):
+    entry = PostedEntryFactory()
+    reversal = journal_entry_reverse(entry=entry, reason="mistake", by=None)
+    page = admin_client.post(CHANGELIST, {"action": "reverse_entries", "_selected_action": [reversal.pk]})
+    assert f"puts JE-{entry.pk} back in force" in page.content.decode()

@@ -85,3 +85,33 @@ def test_concurrent_reversals_of_one_entry_post_exactly_one():
     assert JournalEntry.objects.filter(reverses=original).count() == 1
     assert account_balance(MPESA_CASH) == Decimal("0.00")
     assert ledger_verify()["is_valid"]
+
+
+def test_transactions_posting_several_entries_in_opposite_account_orders_do_not_deadlock():
+    # T1 books an invoice then a receipt; T2 a suspense receipt then its allocation. Each takes its
+    # accounts in a different order across statements; each transaction holds its own balance stripe.
+    plans = [
+        [("1200", "4000"), ("1010", "1200")],
+        [("1010", "2200"), ("2200", "4000")],
+    ]
+    rounds = 10
+    barrier = threading.Barrier(len(plans))
+
+    def work(index):
+        for _ in range(rounds):
+            with transaction.atomic():
+                for step, (debit_account, credit_account) in enumerate(plans[index]):
+                    journal_entry_post(
+                        memo=f"plan {index} step {step}",
+                        lines=[
+                            JournalLineInput(account=debit_account, debit="10.00"),
+                            JournalLineInput(account=credit_account, credit="10.00"),
+                        ],
+                        cause_kind=CauseKind.MANUAL,
+                    )
+                    barrier.wait(timeout=10)
+
+    _, errors = run_in_threads(len(plans), work)
+    assert errors == []
+    assert JournalEntry.objects.count() == rounds * 4
+    assert ledger_verify()["is_valid"]

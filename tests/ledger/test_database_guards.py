@@ -190,3 +190,101 @@ def test_ledger_verify_reports_balances_that_drifted_from_their_lines():
     assert result["errors"] == [
         "Account 1010: maintained balance (DR 101.00, CR 0.00) differs from its lines (DR 100.00, CR 0.00)."
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lines_added_after_an_early_check_are_still_checked_at_commit():
+    with (
+        pytest.raises(IntegrityError, match="unbalanced"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        entry_id = raw_entry(cursor)
+        raw_line(cursor, entry_id, MPESA_CASH, debit="100.00")
+        raw_line(cursor, entry_id, SALES_REVENUE, credit="100.00")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the entry is checked, and passes, here
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        raw_line(cursor, entry_id, MPESA_CASH, debit="900.00")
+    assert not JournalEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_temporary_tables_cannot_stand_in_for_the_ledger_inside_the_triggers():
+    entry = PostedEntryFactory(amount=Decimal("100.00"))
+    with (
+        pytest.raises(IntegrityError, match="already posted"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        # A session's temp tables shadow same-named tables for unqualified names; the trigger
+        # functions pin their search_path, so they still read the real entry.
+        cursor.execute(
+            "CREATE TEMP TABLE ledger_journalentry (id bigint, posted_at timestamptz, created_txid bigint,"
+            " reverses_id bigint) ON COMMIT DROP"
+        )
+        cursor.execute("INSERT INTO ledger_journalentry VALUES (%s, now(), txid_current(), NULL)", [entry.pk])
+        cursor.execute(
+            "INSERT INTO public.ledger_journalline (entry_id, account_id, debit, credit, posted_at)"
+            " VALUES (%s, %s, 1000000, 0, now())",
+            [entry.pk, account_id(MPESA_CASH)],
+        )
+    assert entry.lines.count() == 2
+    assert ledger_verify()["is_valid"]
+
+
+@pytest.mark.django_db
+def test_entries_cannot_be_dated_in_the_future():
+    with pytest.raises(IntegrityError, match="future"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_journalentry"
+            " (posted_at, memo, cause_kind, cause_id, reversal_reason, recorded_at)"
+            " VALUES (now() + interval '1 day', 'tomorrow', 'manual', '', '', now())"
+        )
+
+
+@pytest.mark.django_db
+def test_a_reversal_cannot_be_dated_before_its_original_nor_reverse_a_later_entry():
+    original = PostedEntryFactory(amount=Decimal("100.00"))
+    with (
+        pytest.raises(IntegrityError, match="dated before"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        raw_entry_at(cursor, "now() - interval '30 days'", reverses_id=original.pk)
+    with (
+        pytest.raises(IntegrityError, match="reverses_an_earlier_entry"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "INSERT INTO ledger_journalentry"
+            " (id, posted_at, memo, cause_kind, cause_id, reverses_id, reversal_reason, recorded_at)"
+            " VALUES (%s, now() + interval '1 minute', 'x', 'reversal', '', %s, 'cycle', now())",
+            [original.pk - 1, original.pk],
+        )
+    assert JournalEntry.objects.count() == 1
+
+
+def raw_entry_at(cursor, posted_at_sql, reverses_id):
+    cursor.execute(
+        "INSERT INTO ledger_journalentry"
+        " (posted_at, memo, cause_kind, cause_id, reverses_id, reversal_reason, recorded_at)"
+        f" VALUES ({posted_at_sql}, 'x', 'reversal', '', %s, 'back-dated', now())",
+        [reverses_id],
+    )
+
+
+@pytest.mark.django_db
+def test_ledger_verify_notices_rows_written_with_the_triggers_switched_off():
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE ledger_journalentry DISABLE TRIGGER ledger_journalentry_stamp")
+        cursor.execute("ALTER TABLE ledger_journalline DISABLE TRIGGER ledger_journalline_prepare")
+        entry_id = raw_entry(cursor)
+        raw_line(cursor, entry_id, MPESA_CASH, debit="5.00")
+        raw_line(cursor, entry_id, SALES_REVENUE, credit="5.00")
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE waits for no queued checks
+        cursor.execute("ALTER TABLE ledger_journalentry ENABLE ALWAYS TRIGGER ledger_journalentry_stamp")
+        cursor.execute("ALTER TABLE ledger_journalline ENABLE ALWAYS TRIGGER ledger_journalline_prepare")
+    assert ledger_verify()["errors"] == [
+        f"Journal entry {entry_id} was written with the ledger triggers switched off."
+    ]

@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from ledger.chart import (
     ACCOUNTS_RECEIVABLE,
@@ -216,6 +217,35 @@ def test_a_reversal_needs_a_reason():
     with pytest.raises(InvalidJournalEntryError, match="reason"):
         journal_entry_reverse(entry=original, reason="   ", by=None)
     assert JournalEntry.objects.count() == 1
+
+
+def test_a_reversal_cannot_be_dated_before_its_original():
+    original = PostedEntryFactory(posted_at=datetime(2026, 5, 2, 10, 0, tzinfo=NAIROBI))
+    with pytest.raises(InvalidJournalEntryError, match="before the entry it reverses"):
+        journal_entry_reverse(
+            entry=original, reason="x", by=None, posted_at=datetime(2026, 5, 1, tzinfo=NAIROBI)
+        )
+    assert JournalEntry.objects.count() == 1
+
+
+def test_entries_cannot_be_dated_in_the_future():
+    with pytest.raises(InvalidJournalEntryError, match="future"):
+        PostedEntryFactory(posted_at=datetime.now(tz=NAIROBI) + timedelta(days=1))
+    assert nothing_written()
+
+
+def test_what_was_posted_to_a_closed_account_can_still_be_reversed():
+    original = PostedEntryFactory(debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS)
+    Account.objects.filter(code=UNALLOCATED_RECEIPTS).update(is_active=False)
+    journal_entry_reverse(entry=original, reason="Suspense account retired", by=None)
+    assert account_balance(UNALLOCATED_RECEIPTS) == Decimal("0.00")
+
+
+def test_days_are_nairobi_business_days_whatever_time_zone_is_active():
+    PostedEntryFactory(amount=Decimal("10.00"), posted_at=datetime(2026, 3, 1, 1, 30, tzinfo=NAIROBI))
+    with timezone.override(ZoneInfo("UTC")):  # 01:30 Nairobi is still 28 February in UTC
+        assert account_balance(MPESA_CASH, as_of=date(2026, 2, 28)) == Decimal("0.00")
+        assert account_balance(MPESA_CASH, as_of=date(2026, 3, 1)) == Decimal("10.00")
 
 
 def test_reversal_keeps_the_customer_sub_ledger():

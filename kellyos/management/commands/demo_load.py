@@ -43,17 +43,17 @@ DEMO_BOOKINGS = [
     ),
 ]
 
-DEMO_LOCK_KEY = 4_201_001  # advisory lock: two demo loaders at once must not both book
+DEMO_LOCK_KEY = 4_201_001  # advisory lock: two loaders at once must not both book or both add an admin
 
 
 class Command(BaseCommand):
     help = "Create an admin login if there is none and load demo bookings (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self._ensure_admin()
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DEMO_LOCK_KEY])
+            self._ensure_admin()
             loaded = set(
                 JournalEntry.objects.filter(cause_kind=CauseKind.DEMO).values_list("cause_id", flat=True)
             )
