@@ -68,6 +68,7 @@ class CauseKind(models.TextChoices):
     SALE = "sale", "Sale"
     ALLOCATION = "allocation", "Allocation"
     REVERSAL = "reversal", "Reversal"
+    VOID = "void", "Void"
     MANUAL = "manual", "Manual journal"
     DEMO = "demo", "Demo data"
 

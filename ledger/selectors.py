@@ -9,6 +9,7 @@ Days are business days in settings.TIME_ZONE (Nairobi), whatever time zone is ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -145,10 +146,22 @@ def general_ledger(*, account: str, start: date, end: date) -> GeneralLedger:
     return ledger
 
 
+# Checks that apps above the ledger add (invoices: receivables agree with the sub-ledgers). The
+# ledger knows them only as functions returning problems, so it depends on none of those apps.
+_registered_checks: list[Callable[[], list[str]]] = []
+
+
+def ledger_check_register(check: Callable[[], list[str]]) -> None:
+    """Add a check to ledger_verify (called from an AppConfig.ready()). Idempotent."""
+    if check not in _registered_checks:
+        _registered_checks.append(check)
+
+
 def ledger_verify() -> dict[str, Any]:
     """Prove the books: every entry balanced with two or more lines, debits = credits overall, the
-    maintained balances equal to the sums of the lines, and every reversal netting its original to zero.
-    Reads the whole ledger; meant for operators and scheduled checks, not for request paths."""
+    maintained balances equal to the sums of the lines, every reversal netting its original to zero,
+    and whatever the apps above have registered. Reads the whole ledger; meant for operators and
+    scheduled checks, not for request paths."""
     errors: list[str] = []
     with connection.cursor() as cursor:
         cursor.execute(
@@ -221,6 +234,8 @@ def ledger_verify() -> dict[str, Any]:
             f"Journal entry {entry_id} was written with the ledger triggers switched off."
             for (entry_id,) in cursor.fetchall()
         ]
+    for check in _registered_checks:
+        errors += check()
     return {"is_valid": not errors, "errors": errors}
 
 
@@ -257,3 +272,15 @@ def _first_moment_after(as_of: Moment) -> datetime:
 
 def _start_of_day(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.TIME_ZONE))
+
+
+def customer_subledger_totals(
+    *, customer_ids: list[int], account_codes: list[str]
+) -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
+    """Debit and credit totals per (customer, account code) in the customer sub-ledgers."""
+    rows = (
+        JournalLine.objects.filter(customer_id__in=customer_ids, account__code__in=account_codes)
+        .values("customer_id", "account__code")
+        .annotate(debit=Sum("debit"), credit=Sum("credit"))
+    )
+    return {(row["customer_id"], row["account__code"]): (row["debit"], row["credit"]) for row in rows}

@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from kellyos.db import violated_constraint
 from kellyos.money import ZERO, InvalidAmountError, to_kes
 from ledger.exceptions import (
     EntryAlreadyReversedError,
@@ -86,7 +87,7 @@ def journal_entry_reverse(
                     reversal_reason=reason,
                 )
         except IntegrityError as exc:
-            if _violated_constraint(exc) == "ledger_journalentry_one_reversal_per_entry":
+            if violated_constraint(exc) == "ledger_journalentry_one_reversal_per_entry":
                 raise EntryAlreadyReversedError(
                     f"Journal entry {original.pk} has already been reversed."
                 ) from exc
@@ -150,11 +151,6 @@ def _entry_insert(
     ]
     JournalLine.objects.bulk_create(rows)
     return entry
-
-
-def _violated_constraint(error: IntegrityError) -> str | None:
-    diagnostics = getattr(error.__cause__, "diag", None)
-    return getattr(diagnostics, "constraint_name", None)
 
 
 def _validated_amounts(lines: Sequence[JournalLineInput]) -> list[tuple[Decimal, Decimal]]:

@@ -80,6 +80,7 @@ class Migration(migrations.Migration):
                             ("sale", "Sale"),
                             ("allocation", "Allocation"),
                             ("reversal", "Reversal"),
+                            ("void", "Void"),
                             ("manual", "Manual journal"),
                             ("demo", "Demo data"),
                         ],

@@ -7,8 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ledger.chart import (
-    ACCOUNTS_RECEIVABLE,
-    CUSTOMER_CREDIT,
+    COST_OF_GOODS_SOLD,
     MPESA_CASH,
     SALES_REVENUE,
     UNALLOCATED_RECEIPTS,
@@ -21,6 +20,7 @@ from ledger.exceptions import (
 from ledger.models import Account, AccountBalance, CauseKind, JournalEntry, JournalLine
 from ledger.selectors import account_balance, general_ledger, ledger_verify, trial_balance
 from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
+from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
 from tests.ledger.factories import PostedEntryFactory
 
@@ -42,36 +42,40 @@ def nothing_written():
     )
 
 
-def test_school_fees_invoice_part_paid_then_overpaid_keeps_every_balance_right():
-    # Given an invoice of KES 45,000 for school fees
+def test_a_till_day_with_a_suspense_receipt_keeps_every_balance_right():
+    # Given two M-Pesa till sales and a payment nobody can place yet
     post(
-        "INV-0001 Term 1 fees",
-        JournalLineInput(account=ACCOUNTS_RECEIVABLE, debit="45000.00", customer_id=7),
+        "Till sales, morning",
+        JournalLineInput(account=MPESA_CASH, debit="45000.00"),
         JournalLineInput(account=SALES_REVENUE, credit="45000.00"),
     )
-    # When the parent pays 20,000, then 30,000 (5,000 too much, kept as credit)
     post(
-        "M-Pesa RKT1 part payment",
-        JournalLineInput(account=MPESA_CASH, debit="20000.00"),
-        JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit="20000.00", customer_id=7),
+        "M-Pesa RKT1 with an unknown account number",
+        JournalLineInput(account=MPESA_CASH, debit="5000.00"),
+        JournalLineInput(account=UNALLOCATED_RECEIPTS, credit="5000.00"),
+    )
+    # When the clerk identifies 3,000 of it as a sale, and the shop pays 20,000 for stock sold
+    post(
+        "RKT1 identified: till sale",
+        JournalLineInput(account=UNALLOCATED_RECEIPTS, debit="3000.00"),
+        JournalLineInput(account=SALES_REVENUE, credit="3000.00"),
     )
     post(
-        "M-Pesa RKT2 balance and prepayment",
-        JournalLineInput(account=MPESA_CASH, debit="30000.00"),
-        JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit="25000.00", customer_id=7),
-        JournalLineInput(account=CUSTOMER_CREDIT, credit="5000.00", customer_id=7),
+        "Stock sold today",
+        JournalLineInput(account=COST_OF_GOODS_SOLD, debit="20000.00"),
+        JournalLineInput(account=MPESA_CASH, credit="20000.00"),
     )
     # Then
-    assert account_balance(MPESA_CASH) == Decimal("50000.00")
-    assert account_balance(ACCOUNTS_RECEIVABLE) == Decimal("0.00")
-    assert account_balance(CUSTOMER_CREDIT) == Decimal("5000.00")
-    assert account_balance(SALES_REVENUE) == Decimal("45000.00")
+    assert account_balance(MPESA_CASH) == Decimal("30000.00")
+    assert account_balance(UNALLOCATED_RECEIPTS) == Decimal("2000.00")
+    assert account_balance(SALES_REVENUE) == Decimal("48000.00")
+    assert account_balance(COST_OF_GOODS_SOLD) == Decimal("20000.00")
     tb = trial_balance()
     assert tb.is_balanced
     assert tb.total_debit == tb.total_credit == Decimal("50000.00")
     by_code = {row.code: row for row in tb.rows}
-    assert by_code[MPESA_CASH].debit == Decimal("50000.00")
-    assert by_code[CUSTOMER_CREDIT].credit == Decimal("5000.00")
+    assert by_code[MPESA_CASH].debit == Decimal("30000.00")
+    assert by_code[UNALLOCATED_RECEIPTS].credit == Decimal("2000.00")
     assert ledger_verify() == {"is_valid": True, "errors": []}
 
 
@@ -249,11 +253,10 @@ def test_days_are_nairobi_business_days_whatever_time_zone_is_active():
 
 
 def test_reversal_keeps_the_customer_sub_ledger():
-    original = PostedEntryFactory(
-        debit_account=ACCOUNTS_RECEIVABLE, credit_account=SALES_REVENUE, customer_id=42
-    )
-    reversal = journal_entry_reverse(entry=original, reason="Invoice voided", by=None)
-    assert set(reversal.lines.values_list("customer_id", flat=True)) == {42}
+    customer = CustomerFactory()
+    original = PostedEntryFactory(debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS, customer_id=customer.pk)
+    reversal = journal_entry_reverse(entry=original, reason="Suggested customer was wrong", by=None)
+    assert set(reversal.lines.values_list("customer_id", flat=True)) == {customer.pk}
 
 
 def test_balances_as_of_a_moment_and_a_day():

@@ -1,0 +1,47 @@
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from customers.exceptions import CustomerValidationError
+from customers.models import Customer
+from customers.phones import phone_normalize
+
+
+def customer_create(*, name: str, phone: str = "", email: str = "") -> Customer:
+    """A new customer with the next code (CUST-0001, CUST-0002, ...) from the database sequence."""
+    fields = _validated(name=name, phone=phone, email=email)
+    with transaction.atomic():
+        customer = Customer.objects.create(**fields)
+    customer.refresh_from_db(fields=["code"])
+    return customer
+
+
+def customer_update(*, customer: Customer, name: str, phone: str, email: str, is_active: bool) -> Customer:
+    """Change contact details or close a customer; the code never changes."""
+    fields = _validated(name=name, phone=phone, email=email)
+    for field, value in {**fields, "is_active": is_active}.items():
+        setattr(customer, field, value)
+    customer.save(update_fields=["name", "phone", "email", "is_active"])
+    return customer
+
+
+def _validated(*, name: str, phone: str, email: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    name = " ".join(name.split())
+    if not name:
+        errors["name"] = "A customer needs a name."
+    normalised_phone = ""
+    if phone.strip():
+        try:
+            normalised_phone = phone_normalize(phone)
+        except ValueError as exc:
+            errors["phone"] = str(exc)
+    email = email.strip()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            errors["email"] = f"{email!r} is not an email address."
+    if errors:
+        raise CustomerValidationError(errors)
+    return {"name": name, "phone": normalised_phone, "email": email}

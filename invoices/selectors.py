@@ -1,0 +1,269 @@
+"""Reading receivables: what a payment reference means, invoice lists, statements, reconciliation."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+
+from customers.models import Customer
+from customers.selectors import customer_code_normalize
+from invoices.exceptions import UnknownPaymentReferenceError
+from invoices.models import OPEN_STATUSES, Invoice, InvoiceStatus
+from kellyos.money import ZERO
+from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT
+from ledger.models import CauseKind, JournalLine
+
+# What a payer may type for INV-20260203-0001: "inv-20260203-0001", "INV 20260203 1", "inv202602030001".
+_INVOICE_NUMBER_TEXT = re.compile(r"^INV-?([0-9]{8})-?([0-9]{1,6})$", re.ASCII)
+
+STATEMENT_KINDS = {
+    CauseKind.INVOICE: "Invoice",
+    CauseKind.RECEIPT: "Payment",
+    CauseKind.ALLOCATION: "Credit applied",
+    CauseKind.VOID: "Void",
+    CauseKind.REVERSAL: "Reversal",
+}
+
+
+@dataclass(frozen=True)
+class PaymentTarget:
+    customer_id: int
+    invoice_id: int | None
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    posted_at: datetime
+    kind: str
+    description: str
+    debit: Decimal
+    credit: Decimal
+    balance: Decimal
+
+
+@dataclass
+class Statement:
+    customer: Customer
+    start: date
+    end: date
+    opening_balance: Decimal
+    lines: list[StatementLine] = field(default_factory=list)
+    closing_balance: Decimal = ZERO
+
+
+def invoice_number_normalize(reference: str) -> str | None:
+    match = _INVOICE_NUMBER_TEXT.match("".join(reference.split()).upper())
+    if not match:
+        return None
+    return f"INV-{match.group(1)}-{int(match.group(2)):04d}"
+
+
+def payment_reference_resolve(reference: str) -> PaymentTarget:
+    """The invoice or customer a payer's reference names, matched regardless of case and spaces."""
+    number = invoice_number_normalize(reference)
+    if number is not None:
+        invoice = Invoice.objects.filter(number=number).values("pk", "customer_id").first()
+        if invoice is not None:
+            return PaymentTarget(customer_id=invoice["customer_id"], invoice_id=invoice["pk"])
+    code = customer_code_normalize(reference)
+    if code is not None:
+        customer_id = Customer.objects.filter(code=code).values_list("pk", flat=True).first()
+        if customer_id is not None:
+            return PaymentTarget(customer_id=customer_id, invoice_id=None)
+    raise UnknownPaymentReferenceError(f"No invoice or customer matches the reference {reference!r}.")
+
+
+def invoice_list() -> QuerySet[Invoice]:
+    return Invoice.objects.select_related("customer")
+
+
+def invoice_list_outstanding(*, customer: Customer | None = None) -> QuerySet[Invoice]:
+    invoices = invoice_list().filter(status__in=OPEN_STATUSES)
+    return invoices if customer is None else invoices.filter(customer=customer)
+
+
+def customer_statement_get(*, customer: Customer, start: date, end: date) -> Statement:
+    """Opening balance, every movement in the period with a running balance, and the closing balance.
+
+    Read from the customer's sub-ledgers (Accounts Receivable and Customer Credit), so the statement
+    always agrees with the books: balance = owed on invoices - credit held.
+    """
+    period_start, period_end = _start_of_day(start), _start_of_day(end + timedelta(days=1))
+    lines = JournalLine.objects.filter(
+        customer_id=customer.pk,
+        account__code__in=[ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT],
+        posted_at__lt=period_end,
+    )
+    opening = ZERO
+    movements: dict[int, list[Decimal]] = {}
+    entries: dict[int, tuple[datetime, str, str]] = {}
+    for line in lines.select_related("entry").order_by("posted_at", "entry_id", "id"):
+        if line.posted_at < period_start:
+            opening += line.debit - line.credit
+            continue
+        movement = movements.setdefault(line.entry_id, [ZERO, ZERO])
+        movement[0] += line.debit
+        movement[1] += line.credit
+        entries[line.entry_id] = (
+            line.posted_at,
+            STATEMENT_KINDS.get(CauseKind(line.entry.cause_kind), line.entry.get_cause_kind_display()),
+            line.entry.memo,
+        )
+    statement = Statement(customer=customer, start=start, end=end, opening_balance=opening)
+    running = opening
+    for entry_id, (debit, credit) in movements.items():
+        posted_at, kind, memo = entries[entry_id]
+        running += debit - credit
+        statement.lines.append(
+            StatementLine(
+                posted_at=posted_at, kind=kind, description=memo, debit=debit, credit=credit, balance=running
+            )
+        )
+    statement.closing_balance = running
+    return statement
+
+
+def statement_csv(statement: Statement) -> str:
+    zone = ZoneInfo(settings.TIME_ZONE)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Statement", statement.customer.code, statement.customer.name])
+    writer.writerow(["Period", statement.start.isoformat(), statement.end.isoformat()])
+    writer.writerow(["Date", "Type", "Description", "Debit", "Credit", "Balance"])
+    writer.writerow([statement.start.isoformat(), "Opening balance", "", "", "", statement.opening_balance])
+    for line in statement.lines:
+        writer.writerow(
+            [
+                line.posted_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                line.kind,
+                line.description,
+                line.debit or "",
+                line.credit or "",
+                line.balance,
+            ]
+        )
+    writer.writerow([statement.end.isoformat(), "Closing balance", "", "", "", statement.closing_balance])
+    return out.getvalue()
+
+
+def receivables_verify() -> list[str]:
+    """The receivables agree with the ledger: Accounts Receivable = open invoice balances, Customer
+    Credit = the credit payments and voids created less what was applied, and per customer
+    invoices - payments - voids = balance. Registered with ledger_verify."""
+    errors: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SUBLEDGER_VS_RECEIVABLES, {"receivable": ACCOUNTS_RECEIVABLE, "credit": CUSTOMER_CREDIT}
+        )
+        for (
+            code,
+            ledger_owed,
+            due,
+            ledger_credit,
+            receivables_credit,
+            balance,
+            expected,
+        ) in cursor.fetchall():
+            if ledger_owed != due:
+                errors.append(
+                    f"Customer {code}: receivable in the ledger {ledger_owed} <> open invoices {due}."
+                )
+            if ledger_credit != receivables_credit:
+                errors.append(
+                    f"Customer {code}: credit in the ledger {ledger_credit} <> credit from payments "
+                    f"and voids less credit applied {receivables_credit}."
+                )
+            if balance != expected:
+                errors.append(
+                    f"Customer {code}: invoices - payments - voids = {expected} <> balance {balance}."
+                )
+        cursor.execute(
+            """
+            SELECT a.code, coalesce(sum(l.debit - l.credit), 0) FROM ledger_account a
+              LEFT JOIN ledger_journalline l ON l.account_id = a.id AND l.customer_id IS NULL
+             WHERE a.code IN (%s, %s) GROUP BY a.code HAVING coalesce(sum(l.debit - l.credit), 0) <> 0
+            """,
+            [ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT],
+        )
+        errors += [
+            f"Account {code} has {amount} posted without a customer, so it differs from the customers' total."
+            for code, amount in cursor.fetchall()
+        ]
+        cursor.execute(
+            """
+            SELECT i.number, i.amount_paid, coalesce(sum(al.amount), 0) FROM invoices_invoice i
+              LEFT JOIN invoices_allocation al ON al.invoice_id = i.id
+             GROUP BY i.id HAVING i.amount_paid <> coalesce(sum(al.amount), 0)
+            """
+        )
+        errors += [
+            f"Invoice {number}: amount paid {paid} <> its allocations {allocated}."
+            for number, paid, allocated in cursor.fetchall()
+        ]
+        cursor.execute(
+            """
+            SELECT p.source_id, p.allocated_amount, coalesce(sum(al.amount), 0) FROM invoices_payment p
+              LEFT JOIN invoices_allocation al ON al.payment_id = p.id
+             GROUP BY p.id HAVING p.allocated_amount <> coalesce(sum(al.amount), 0)
+            """
+        )
+        errors += [
+            f"Payment {source_id}: allocated {allocated} <> its allocations {rows}."
+            for source_id, allocated, rows in cursor.fetchall()
+        ]
+    return errors
+
+
+# One row per customer with any receivables activity: ledger figures beside receivables figures.
+_SUBLEDGER_VS_RECEIVABLES = f"""
+WITH ledger AS (
+    SELECT l.customer_id,
+           sum(CASE WHEN a.code = %(receivable)s THEN l.debit - l.credit ELSE 0 END) AS owed,
+           sum(CASE WHEN a.code = %(credit)s THEN l.credit - l.debit ELSE 0 END) AS credit
+      FROM ledger_journalline l JOIN ledger_account a ON a.id = l.account_id
+     WHERE l.customer_id IS NOT NULL AND a.code IN (%(receivable)s, %(credit)s)
+     GROUP BY l.customer_id
+), invoiced AS (
+    SELECT customer_id,
+           sum(total) AS invoiced,
+           sum(CASE WHEN status = '{InvoiceStatus.VOID}' THEN total ELSE 0 END) AS voided,
+           sum(CASE WHEN status = '{InvoiceStatus.VOID}' THEN amount_paid ELSE 0 END) AS paid_on_voided,
+           sum(CASE WHEN status IN ('{InvoiceStatus.UNPAID}', '{InvoiceStatus.PARTIALLY_PAID}')
+                    THEN total - amount_paid ELSE 0 END) AS open_balance
+      FROM invoices_invoice GROUP BY customer_id
+), paid AS (
+    SELECT customer_id, sum(amount) AS paid, sum(credit_amount) AS excess
+      FROM invoices_payment GROUP BY customer_id
+), applied AS (
+    SELECT i.customer_id, sum(al.amount) AS applied
+      FROM invoices_allocation al JOIN invoices_invoice i ON i.id = al.invoice_id
+     WHERE al.kind = 'CREDIT' GROUP BY i.customer_id
+)
+SELECT c.code,
+       coalesce(ledger.owed, 0),
+       coalesce(invoiced.open_balance, 0),
+       coalesce(ledger.credit, 0),
+       coalesce(paid.excess, 0) + coalesce(invoiced.paid_on_voided, 0) - coalesce(applied.applied, 0),
+       coalesce(ledger.owed, 0) - coalesce(ledger.credit, 0),
+       coalesce(invoiced.invoiced, 0) - coalesce(paid.paid, 0) - coalesce(invoiced.voided, 0)
+  FROM customers_customer c
+  LEFT JOIN ledger ON ledger.customer_id = c.id
+  LEFT JOIN invoiced ON invoiced.customer_id = c.id
+  LEFT JOIN paid ON paid.customer_id = c.id
+  LEFT JOIN applied ON applied.customer_id = c.id
+ WHERE ledger.customer_id IS NOT NULL OR invoiced.customer_id IS NOT NULL OR paid.customer_id IS NOT NULL
+ ORDER BY c.code
+"""  # noqa: S608 - only the status constants are interpolated
+
+
+def _start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.TIME_ZONE))

@@ -1,0 +1,341 @@
+"""Receivables: invoices, payments received from any channel, allocations, voids.
+
+Every operation locks the customer row first and then the invoices it changes in primary-key order,
+so two payments (or a payment and a new invoice) for one customer never over-allocate an invoice or
+spend the same credit twice. Each books its journal entries in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from customers.models import Customer
+from customers.selectors import customer_get_for_update, customer_position
+from invoices.exceptions import (
+    InvalidPaymentError,
+    InvoiceAlreadyVoidError,
+    InvoiceValidationError,
+)
+from invoices.models import (
+    OPEN_STATUSES,
+    Allocation,
+    AllocationKind,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Payment,
+)
+from invoices.selectors import payment_reference_resolve
+from kellyos.db import violated_constraint
+from kellyos.money import CENT, ZERO, InvalidAmountError, to_kes
+from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT, MPESA_CASH, SALES_REVENUE
+from ledger.models import CauseKind
+from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
+
+QUANTITY_STEP = Decimal("0.001")
+
+
+@dataclass(frozen=True)
+class InvoiceLineInput:
+    description: str
+    quantity: Decimal | int | str
+    unit_price: Decimal | int | str
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    payment: Payment
+    created: bool  # False: this source receipt was booked before; nothing more was booked now
+
+
+def invoice_create(
+    *,
+    customer: Customer,
+    lines: Sequence[InvoiceLineInput],
+    due_date: date,
+    by: User | None,
+    issue_date: date | None = None,
+) -> Invoice:
+    """Issue an invoice: DR Accounts Receivable / CR Sales. Credit the customer holds is applied at once."""
+    issue_date = issue_date or timezone.localdate()
+    prepared = _validated_lines(lines, issue_date=issue_date, due_date=due_date)
+    total = sum((line.line_total for line in prepared), ZERO)
+    with transaction.atomic():
+        customer = customer_get_for_update(customer.pk)
+        if not customer.is_active:
+            raise InvoiceValidationError({"customer": f"{customer} is closed; reopen it before invoicing."})
+        number = _invoice_number_next(issue_date)
+        entry = journal_entry_post(
+            memo=f"Invoice {number} to {customer.code} {customer.name}",
+            lines=[
+                JournalLineInput(account=ACCOUNTS_RECEIVABLE, debit=total, customer_id=customer.pk),
+                JournalLineInput(account=SALES_REVENUE, credit=total),
+            ],
+            cause_kind=CauseKind.INVOICE,
+            cause_id=number,
+            by=by,
+        )
+        invoice = Invoice.objects.create(
+            number=number,
+            customer=customer,
+            issue_date=issue_date,
+            due_date=due_date,
+            total=total,
+            journal_entry=entry,
+            created_by=by,
+        )
+        for line in prepared:
+            line.invoice = invoice
+        InvoiceLine.objects.bulk_create(prepared)
+        credit = customer_position(customer.pk).credit
+        if credit > 0:
+            _credit_apply(customer=customer, invoice=invoice, amount=min(credit, total), by=by)
+    return invoice
+
+
+def payment_receive(
+    *,
+    amount: Decimal | int | str,
+    reference: str,
+    received_at: datetime,
+    source: str,
+    source_id: str,
+    by: User | None = None,
+) -> PaymentOutcome:
+    """Book money received against the invoice or customer its reference names.
+
+    Invoice number: that invoice first, the rest as credit. Customer code: the oldest open invoices
+    first (issue date, then number), the rest as credit. Posts DR M-Pesa Cash / CR Accounts
+    Receivable (allocated) / CR Customer Credit (excess). Once per (source, source_id): a repeat books
+    nothing and returns the first payment. Raises UnknownPaymentReferenceError when the reference
+    names nothing, so the caller can hold the money in suspense.
+    """
+    try:
+        amount = to_kes(amount)
+    except InvalidAmountError as exc:
+        raise InvalidPaymentError(str(exc)) from exc
+    if amount <= 0:
+        raise InvalidPaymentError(f"A payment must be more than zero, not {amount}.")
+    if not source or not source_id:
+        raise InvalidPaymentError(
+            "A payment needs its source and the source's id for it (e.g. the receipt number)."
+        )
+    previous = Payment.objects.filter(source=source, source_id=source_id).first()
+    if previous is not None:
+        return PaymentOutcome(payment=previous, created=False)
+    target = payment_reference_resolve(reference)
+    try:
+        with transaction.atomic():
+            payment = _payment_book(
+                amount=amount,
+                reference=reference,
+                received_at=received_at,
+                source=source,
+                source_id=source_id,
+                customer_id=target.customer_id,
+                invoice_id=target.invoice_id,
+                by=by,
+            )
+    except IntegrityError as exc:
+        # Another process booked the same receipt between our look and our insert; its booking stands.
+        if violated_constraint(exc) != "invoices_payment_one_per_source_id":
+            raise
+        return PaymentOutcome(payment=Payment.objects.get(source=source, source_id=source_id), created=False)
+    return PaymentOutcome(payment=payment, created=True)
+
+
+def invoice_void(*, invoice: Invoice, reason: str, by: User | None) -> Invoice:
+    """Cancel an invoice: its posting is reversed, and whatever was paid on it becomes customer credit."""
+    reason = reason.strip()
+    if not reason:
+        raise InvoiceValidationError({"reason": "Say why the invoice is being voided."})
+    with transaction.atomic():
+        customer_get_for_update(invoice.customer_id)
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status == InvoiceStatus.VOID:
+            raise InvoiceAlreadyVoidError(f"Invoice {invoice.number} is already void.")
+        journal_entry_reverse(entry=invoice.journal_entry, reason=f"Void {invoice.number}: {reason}", by=by)
+        if invoice.amount_paid > 0:
+            journal_entry_post(
+                memo=f"Void {invoice.number}: amount paid kept as customer credit",
+                lines=[
+                    JournalLineInput(
+                        account=ACCOUNTS_RECEIVABLE,
+                        debit=invoice.amount_paid,
+                        customer_id=invoice.customer_id,
+                    ),
+                    JournalLineInput(
+                        account=CUSTOMER_CREDIT, credit=invoice.amount_paid, customer_id=invoice.customer_id
+                    ),
+                ],
+                cause_kind=CauseKind.VOID,
+                cause_id=invoice.number,
+                by=by,
+            )
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = timezone.now()
+        invoice.voided_by = by
+        invoice.void_reason = reason
+        invoice.save(update_fields=["status", "voided_at", "voided_by", "void_reason"])
+    return invoice
+
+
+def _payment_book(
+    *,
+    amount: Decimal,
+    reference: str,
+    received_at: datetime,
+    source: str,
+    source_id: str,
+    customer_id: int,
+    invoice_id: int | None,
+    by: User | None,
+) -> Payment:
+    customer = customer_get_for_update(customer_id)
+    if invoice_id is not None:
+        candidates = Invoice.objects.filter(pk=invoice_id, status__in=OPEN_STATUSES)
+    else:
+        candidates = Invoice.objects.filter(customer=customer, status__in=OPEN_STATUSES)
+    locked = list(candidates.select_for_update().order_by("pk"))
+    fifo = sorted(locked, key=lambda invoice: (invoice.issue_date, invoice.number))
+    remaining = amount
+    shares: list[tuple[Invoice, Decimal]] = []
+    for invoice in fifo:
+        if remaining <= 0:
+            break
+        share = min(remaining, invoice.balance_due)
+        shares.append((invoice, share))
+        remaining -= share
+    allocated = amount - remaining
+    ledger_lines = [JournalLineInput(account=MPESA_CASH, debit=amount)]
+    if allocated > 0:
+        ledger_lines.append(
+            JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit=allocated, customer_id=customer.pk)
+        )
+    if remaining > 0:
+        ledger_lines.append(
+            JournalLineInput(account=CUSTOMER_CREDIT, credit=remaining, customer_id=customer.pk)
+        )
+    entry = journal_entry_post(
+        memo=f"Payment {source_id} from {customer.code} {customer.name} (ref {reference.strip()!r})"[:255],
+        lines=ledger_lines,
+        cause_kind=CauseKind.RECEIPT,
+        cause_id=source_id,
+        by=by,
+        posted_at=received_at,
+    )
+    payment = Payment.objects.create(
+        source=source,
+        source_id=source_id,
+        amount=amount,
+        reference=reference.strip()[:100],
+        received_at=received_at,
+        customer=customer,
+        invoice_id=invoice_id,
+        allocated_amount=allocated,
+        credit_amount=remaining,
+        journal_entry=entry,
+    )
+    Allocation.objects.bulk_create(
+        Allocation(
+            kind=AllocationKind.PAYMENT, payment=payment, invoice=invoice, amount=share, journal_entry=entry
+        )
+        for invoice, share in shares
+    )
+    for invoice, share in shares:
+        _invoice_record_paid(invoice, share)
+    return payment
+
+
+def _credit_apply(*, customer: Customer, invoice: Invoice, amount: Decimal, by: User | None) -> None:
+    entry = journal_entry_post(
+        memo=f"Credit applied to {invoice.number} for {customer.code} {customer.name}",
+        lines=[
+            JournalLineInput(account=CUSTOMER_CREDIT, debit=amount, customer_id=customer.pk),
+            JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit=amount, customer_id=customer.pk),
+        ],
+        cause_kind=CauseKind.ALLOCATION,
+        cause_id=invoice.number,
+        by=by,
+    )
+    Allocation.objects.create(kind=AllocationKind.CREDIT, invoice=invoice, amount=amount, journal_entry=entry)
+    _invoice_record_paid(invoice, amount)
+
+
+def _invoice_record_paid(invoice: Invoice, amount: Decimal) -> None:
+    invoice.amount_paid += amount
+    invoice.status = (
+        InvoiceStatus.PAID if invoice.amount_paid == invoice.total else InvoiceStatus.PARTIALLY_PAID
+    )
+    invoice.save(update_fields=["amount_paid", "status"])
+
+
+def _invoice_number_next(issue_date: date) -> str:
+    # The day's row stays locked until this invoice commits: the next creator waits, and a rolled
+    # back invoice gives its number back, so numbers have no gaps.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO invoices_invoicenumbersequence (day, last_number) VALUES (%s, 1)
+            ON CONFLICT (day) DO UPDATE SET last_number = invoices_invoicenumbersequence.last_number + 1
+            RETURNING last_number
+            """,
+            [issue_date],
+        )
+        (number,) = cursor.fetchone()
+    return f"INV-{issue_date:%Y%m%d}-{number:04d}"
+
+
+def _validated_lines(
+    lines: Sequence[InvoiceLineInput], *, issue_date: date, due_date: date
+) -> list[InvoiceLine]:
+    errors: dict[str, str] = {}
+    if due_date < issue_date:
+        errors["due_date"] = f"The due date {due_date} is before the issue date {issue_date}."
+    if not lines:
+        errors["lines"] = "An invoice needs at least one line."
+    prepared = []
+    for number, line in enumerate(lines, start=1):
+        description = " ".join(line.description.split())
+        try:
+            quantity = _quantity(line.quantity)
+            unit_price = to_kes(line.unit_price)
+        except (InvalidAmountError, ValueError) as exc:
+            errors[f"lines[{number}]"] = str(exc)
+            continue
+        if not description:
+            errors[f"lines[{number}]"] = "Describe what is being invoiced."
+        elif quantity <= 0:
+            errors[f"lines[{number}]"] = "Quantity must be more than zero."
+        elif unit_price < 0:
+            errors[f"lines[{number}]"] = "Unit price cannot be negative."
+        line_total = (quantity * unit_price).quantize(CENT, rounding=ROUND_HALF_UP)
+        prepared.append(
+            InvoiceLine(
+                description=description[:255], quantity=quantity, unit_price=unit_price, line_total=line_total
+            )
+        )
+    if not errors and sum((line.line_total for line in prepared), ZERO) <= 0:
+        errors["lines"] = "The invoice total must be more than zero."
+    if errors:
+        raise InvoiceValidationError(errors)
+    return prepared
+
+
+def _quantity(value: Decimal | int | str) -> Decimal:
+    if isinstance(value, float | bool):
+        raise ValueError(f"Quantities must be Decimal, int or str, not {type(value).__name__}.")
+    try:
+        quantity = Decimal(str(value).strip())
+    except ArithmeticError as exc:
+        raise ValueError(f"Not a quantity: {value!r}") from exc
+    if not quantity.is_finite() or quantity.quantize(QUANTITY_STEP) != quantity:
+        raise ValueError(f"Quantities have at most three decimal places: {value!r}")
+    return quantity
