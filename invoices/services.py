@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -64,8 +66,9 @@ def invoice_create(
     issue_date: date | None = None,
 ) -> Invoice:
     """Issue an invoice: DR Accounts Receivable / CR Sales. Credit the customer holds is applied at once."""
-    issue_date = issue_date or timezone.localdate()
-    prepared = _validated_lines(lines, issue_date=issue_date, due_date=due_date)
+    today = timezone.localdate()
+    issue_date = issue_date or today
+    prepared = _validated_lines(lines, issue_date=issue_date, due_date=due_date, today=today)
     total = sum((line.line_total for line in prepared), ZERO)
     with transaction.atomic():
         customer = customer_get_for_update(customer.pk)
@@ -81,6 +84,8 @@ def invoice_create(
             cause_kind=CauseKind.INVOICE,
             cause_id=number,
             by=by,
+            # An invoice entered late is booked on its issue date, so dated reports see it there.
+            posted_at=None if issue_date == today else _start_of_day(issue_date),
         )
         invoice = Invoice.objects.create(
             number=number,
@@ -294,9 +299,11 @@ def _invoice_number_next(issue_date: date) -> str:
 
 
 def _validated_lines(
-    lines: Sequence[InvoiceLineInput], *, issue_date: date, due_date: date
+    lines: Sequence[InvoiceLineInput], *, issue_date: date, due_date: date, today: date
 ) -> list[InvoiceLine]:
     errors: dict[str, str] = {}
+    if issue_date > today:
+        errors["issue_date"] = f"The issue date {issue_date} is in the future."
     if due_date < issue_date:
         errors["due_date"] = f"The due date {due_date} is before the issue date {issue_date}."
     if not lines:
@@ -327,6 +334,10 @@ def _validated_lines(
     if errors:
         raise InvoiceValidationError(errors)
     return prepared
+
+
+def _start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.TIME_ZONE))
 
 
 def _quantity(value: Decimal | int | str) -> Decimal:

@@ -12,7 +12,7 @@ class CustomerFactory(factory.Factory):
 
     name = factory.Faker("name")
     phone = factory.Sequence(lambda n: f"07{n % 100_000_000:08d}")
-    email = factory.LazyAttribute(lambda c: f"{c.name.split()[0].lower()}@example.co.ke")
+    email = factory.Sequence(lambda n: f"customer{n}@example.co.ke")
 
     @classmethod
     def _create(cls, model_class, **kwargs):

@@ -29,7 +29,9 @@ class InvoiceFactory(factory.Factory):
         issue_date = kwargs["issue_date"] or timezone.localdate()
         return invoice_create(
             customer=kwargs["customer"],
-            lines=[InvoiceLineInput(description=kwargs["description"], quantity=1, unit_price=kwargs["amount"])],
+            lines=[
+                InvoiceLineInput(description=kwargs["description"], quantity=1, unit_price=kwargs["amount"])
+            ],
             due_date=kwargs["due_date"] or issue_date + timedelta(days=30),
             issue_date=issue_date,
             by=None,

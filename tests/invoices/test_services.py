@@ -47,7 +47,10 @@ def test_invoice_numbers_run_per_day_and_lines_add_up():
         "INV-20260301-0002",
         "INV-20260302-0001",
     )
-    assert [line.line_total for line in invoice.lines.all()] == [D("690.00"), D("299.99")]  # 299.985 rounds up
+    assert [line.line_total for line in invoice.lines.all()] == [
+        D("690.00"),
+        D("299.99"),
+    ]  # 299.985 rounds up
     assert invoice.total == D("989.99")
     assert invoice.status == InvoiceStatus.UNPAID
     assert account_balance(ACCOUNTS_RECEIVABLE) == D("2989.99")

@@ -3,8 +3,10 @@ from decimal import Decimal
 import pytest
 from django.core.management import ManagementUtility, call_command
 
+from customers.models import Customer
+from customers.selectors import customer_positions
+from invoices.models import Invoice, InvoiceStatus, Payment
 from ledger.chart import MPESA_CASH
-from ledger.models import JournalEntry
 from tests.ledger.factories import PostedEntryFactory, force_balance_drift
 
 pytestmark = pytest.mark.django_db
@@ -33,12 +35,15 @@ def test_ledger_verify_exits_1_and_names_the_problem_when_books_drift(capsys):
     assert "Account 1010" in err and "INVALID" in err
 
 
-def test_demo_load_is_idempotent(capsys):
+def test_demo_load_is_idempotent_and_covers_every_invoice_status(capsys):
     call_command("demo_load")
     first = capsys.readouterr().out
     call_command("demo_load")
     second = capsys.readouterr().out
     assert "Admin login created: username admin" in first
-    assert "already exists" in second
-    assert JournalEntry.objects.filter(cause_kind="demo").count() == 4
+    assert "already exists" in second and "already loaded" in second
+    assert set(Invoice.objects.values_list("status", flat=True)) == set(InvoiceStatus.values)
+    positions = customer_positions(list(Customer.objects.values_list("pk", flat=True)))
+    assert any(position.credit > 0 for position in positions.values())
+    assert Payment.objects.count() == 5
     assert run_manage("ledger_verify") == 0

@@ -254,7 +254,9 @@ def test_days_are_nairobi_business_days_whatever_time_zone_is_active():
 
 def test_reversal_keeps_the_customer_sub_ledger():
     customer = CustomerFactory()
-    original = PostedEntryFactory(debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS, customer_id=customer.pk)
+    original = PostedEntryFactory(
+        debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS, customer_id=customer.pk
+    )
     reversal = journal_entry_reverse(entry=original, reason="Suggested customer was wrong", by=None)
     assert set(reversal.lines.values_list("customer_id", flat=True)) == {customer.pk}
 

@@ -1,4 +1,5 @@
-"""Demo data for `make run`: an admin login and a few days of bookings. Safe to run again."""
+"""Demo data for `make run`: an admin login, customers with invoices in every status and a credit
+balance, a till sale and a receipt in suspense. Safe to run again: it loads once."""
 
 import secrets
 from datetime import timedelta
@@ -10,68 +11,93 @@ from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ledger.chart import ACCOUNTS_RECEIVABLE, MPESA_CASH, SALES_REVENUE, UNALLOCATED_RECEIPTS
-from ledger.models import CauseKind, JournalEntry
+from customers.models import Customer
+from customers.services import customer_create
+from invoices.models import Invoice
+from invoices.services import InvoiceLineInput, invoice_create, invoice_void, payment_receive
+from ledger.chart import MPESA_CASH, SALES_REVENUE, UNALLOCATED_RECEIPTS
+from ledger.models import CauseKind
 from ledger.services import JournalLineInput, journal_entry_post
 
-# (demo id, days ago, memo, debit account, credit account, amount)
-DEMO_BOOKINGS = [
-    (
-        "demo-1",
-        3,
-        "Invoice INV-DEMO-0001: school fees, Term 1",
-        ACCOUNTS_RECEIVABLE,
-        SALES_REVENUE,
-        "45000.00",
-    ),
-    (
-        "demo-2",
-        2,
-        "M-Pesa RKT1DEMO01 from Wanjiku: part payment of INV-DEMO-0001",
-        MPESA_CASH,
-        ACCOUNTS_RECEIVABLE,
-        "20000.00",
-    ),
-    ("demo-3", 1, "Till sale: 2 x maize flour 2kg", MPESA_CASH, SALES_REVENUE, "460.00"),
-    (
-        "demo-4",
-        0,
-        "M-Pesa RKT1DEMO02 with unknown account ref 'shule': held in suspense",
-        MPESA_CASH,
-        UNALLOCATED_RECEIPTS,
-        "1500.00",
-    ),
-]
-
+DEMO_EMAIL_DOMAIN = "demo.kellyos.example"
 DEMO_LOCK_KEY = 4_201_001  # advisory lock: two loaders at once must not both book or both add an admin
+
+# name, phone, invoices [(days ago, description, quantity, unit price)],
+# payments [("invoice N" to pay the customer's Nth invoice, or "code" to pay by customer code, amount)]
+DEMO_CUSTOMERS: list[tuple[str, str, list[tuple[int, str, str, str]], list[tuple[str, str]]]] = [
+    (
+        "Wanjiku Kamau",
+        "0712345678",
+        [(40, "School fees, Term 1", "1", "45000.00"), (10, "School bus, Term 1", "1", "6000.00")],
+        [("invoice 0", "45000.00"), ("invoice 1", "2500.00")],  # one paid, one partly paid
+    ),
+    ("Otieno Hardware Ltd", "0722000111", [(45, "Cement 50kg", "20", "780.00")], []),  # unpaid, overdue
+    ("Achieng Academy", "0110000222", [(5, "Exercise books (dozen)", "12", "540.00")], [("code", "7000.00")]),
+    ("Mwangi Stores", "+254733444555", [(20, "Maize flour 2kg", "50", "230.00")], [("invoice 0", "4000.00")]),
+    ("Kiprono Dairy", "254701999888", [], [("code", "3000.00")]),  # a prepayment, held as credit
+]
 
 
 class Command(BaseCommand):
-    help = "Create an admin login if there is none and load demo bookings (idempotent)."
+    help = "Create an admin login if there is none and load demo customers, invoices and payments (once)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DEMO_LOCK_KEY])
             self._ensure_admin()
-            loaded = set(
-                JournalEntry.objects.filter(cause_kind=CauseKind.DEMO).values_list("cause_id", flat=True)
-            )
-            now = timezone.now()
-            for demo_id, days_ago, memo, debit_account, credit_account, amount in DEMO_BOOKINGS:
-                if demo_id in loaded:
-                    continue
-                journal_entry_post(
-                    memo=memo,
-                    lines=[
-                        JournalLineInput(account=debit_account, debit=Decimal(amount)),
-                        JournalLineInput(account=credit_account, credit=Decimal(amount)),
-                    ],
-                    cause_kind=CauseKind.DEMO,
-                    cause_id=demo_id,
-                    posted_at=now - timedelta(days=days_ago),
+            if Customer.objects.filter(email__endswith=f"@{DEMO_EMAIL_DOMAIN}").exists():
+                self.stdout.write("Demo data already loaded.")
+                return
+            self._load()
+        self.stdout.write(
+            f"Demo data loaded: {len(DEMO_CUSTOMERS)} customers with invoices, payments and credit."
+        )
+
+    def _load(self) -> None:
+        today = timezone.localdate()
+        receipt = 0
+        for name, phone, invoice_specs, payment_specs in DEMO_CUSTOMERS:
+            email = f"{name.split()[0].lower()}@{DEMO_EMAIL_DOMAIN}"
+            customer = customer_create(name=name, phone=phone, email=email)
+            invoices: list[Invoice] = [
+                invoice_create(
+                    customer=customer,
+                    lines=[InvoiceLineInput(description=description, quantity=quantity, unit_price=price)],
+                    issue_date=today - timedelta(days=days_ago),
+                    due_date=today - timedelta(days=days_ago) + timedelta(days=30),
+                    by=None,
                 )
-        self.stdout.write(f"Demo data loaded ({len(DEMO_BOOKINGS)} demo bookings in the ledger).")
+                for days_ago, description, quantity, price in invoice_specs
+            ]
+            for target, amount in payment_specs:
+                receipt += 1
+                reference = customer.code if target == "code" else invoices[int(target.split()[1])].number
+                payment_receive(
+                    amount=amount,
+                    reference=reference.lower(),  # payers rarely type capitals
+                    received_at=timezone.now(),
+                    source="demo",
+                    source_id=f"DEMO{receipt:06d}",
+                )
+        mwangi_invoice = Invoice.objects.get(customer__name="Mwangi Stores")
+        invoice_void(invoice=mwangi_invoice, reason="Goods returned unopened", by=None)
+        for memo, credit_account, amount in [
+            ("Till sale: 2 x maize flour 2kg", SALES_REVENUE, "460.00"),
+            (
+                "M-Pesa RKT1DEMO02 with unknown account ref 'shule': held in suspense",
+                UNALLOCATED_RECEIPTS,
+                "1500.00",
+            ),
+        ]:
+            journal_entry_post(
+                memo=memo,
+                lines=[
+                    JournalLineInput(account=MPESA_CASH, debit=Decimal(amount)),
+                    JournalLineInput(account=credit_account, credit=Decimal(amount)),
+                ],
+                cause_kind=CauseKind.DEMO,
+            )
 
     def _ensure_admin(self) -> None:
         User = get_user_model()
