@@ -1,7 +1,6 @@
 import pytest
 
-from ledger.chart import CHART_OF_ACCOUNTS
-from ledger.models import Account
+from tests.ledger.factories import chart_of_accounts_ensure
 
 
 @pytest.fixture(autouse=True)
@@ -13,7 +12,4 @@ def chart_of_accounts(request: pytest.FixtureRequest) -> None:
         return
     transactional = marker.kwargs.get("transaction", False)
     request.getfixturevalue("transactional_db" if transactional else "db")
-    for code, name, account_type, description in CHART_OF_ACCOUNTS:
-        Account.objects.get_or_create(
-            code=code, defaults={"name": name, "type": account_type, "description": description}
-        )
+    chart_of_accounts_ensure()

@@ -6,8 +6,8 @@ from typing import Any
 import factory
 from django.db import connection, transaction
 
-from ledger.chart import MPESA_CASH, SALES_REVENUE
-from ledger.models import CauseKind, JournalEntry
+from ledger.chart import CHART_OF_ACCOUNTS, MPESA_CASH, SALES_REVENUE
+from ledger.models import Account, CauseKind, JournalEntry
 from ledger.services import JournalLineInput, journal_entry_post
 
 
@@ -61,3 +61,11 @@ def force_balance_drift(*, account_code: str, debit: str = "0", credit: str = "0
             [debit, credit, account_code],
         )
         cursor.execute("ALTER TABLE ledger_accountbalance ENABLE ALWAYS TRIGGER ledger_accountbalance_guard")
+
+
+def chart_of_accounts_ensure() -> None:
+    """The migration seeds the chart; transactional tests truncate it away afterwards."""
+    for code, name, account_type, description in CHART_OF_ACCOUNTS:
+        Account.objects.get_or_create(
+            code=code, defaults={"name": name, "type": account_type, "description": description}
+        )

@@ -4,7 +4,7 @@ import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from ledger.chart import MPESA_CASH, SALES_REVENUE, UNALLOCATED_RECEIPTS
 from ledger.exceptions import EntryAlreadyReversedError
@@ -12,31 +12,9 @@ from ledger.models import AccountBalance, CauseKind, JournalEntry
 from ledger.selectors import account_balance, ledger_verify, trial_balance
 from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
 from tests.ledger.factories import PostedEntryFactory
+from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_in_threads(count, work):
-    """Start `count` threads together; each runs work(index) on its own connection."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-    results: list[object] = []
-
-    def runner(index):
-        try:
-            barrier.wait()
-            results.append(work(index))
-        except BaseException as exc:  # collected and inspected by the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results, errors
 
 
 def test_many_threads_posting_to_the_same_accounts_keep_balances_equal_to_the_lines():
