@@ -2,10 +2,14 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+
 from customers.exceptions import CustomerNotFoundError
 from customers.models import CODE_PREFIX, Customer
 from kellyos.money import ZERO
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT
+from ledger.models import JournalLine
 from ledger.selectors import customer_subledger_totals
 
 # What a customer may type for CUST-0042: "cust-0042", "CUST 42", "cust42".
@@ -62,3 +66,21 @@ def customer_positions(customer_ids: list[int]) -> dict[int, CustomerPosition]:
 
 def customer_position(customer_id: int) -> CustomerPosition:
     return customer_positions([customer_id])[customer_id]
+
+
+def customer_list_with_positions() -> QuerySet[Customer]:
+    """Customers annotated with `owed` and `credit` from the ledger's sub-ledgers (for lists and admin)."""
+
+    def subledger(code: str, sign: int) -> Coalesce:
+        lines = (
+            JournalLine.objects.filter(customer_id=OuterRef("pk"), account__code=code)
+            .order_by()
+            .values("customer_id")
+            .annotate(net=Sum(sign * (F("debit") - F("credit"))))
+            .values("net")
+        )
+        return Coalesce(Subquery(lines, output_field=DecimalField(max_digits=14, decimal_places=2)), ZERO)
+
+    return Customer.objects.annotate(
+        owed=subledger(ACCOUNTS_RECEIVABLE, 1), credit=subledger(CUSTOMER_CREDIT, -1)
+    )

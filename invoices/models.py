@@ -59,6 +59,7 @@ class Invoice(models.Model):
 
     class Meta:
         ordering = ["-issue_date", "-number"]
+        permissions = [("void_invoice", "Can void an invoice")]
         constraints = [
             models.CheckConstraint(condition=Q(total__gt=0), name="invoices_invoice_total_positive"),
             models.CheckConstraint(

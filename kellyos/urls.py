@@ -1,10 +1,22 @@
 from django.contrib import admin
 from django.urls import path
 
+from customers.api.views import CustomerListCreateApi
+from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
+from invoices.views import customer_statement_view
+
 admin.site.site_header = "Kelly OS"
 admin.site.site_title = "Kelly OS"
 admin.site.index_title = "Receivables and ledger"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("statements/<int:customer_id>/", customer_statement_view, name="customer-statement"),
+    path("api/customers", CustomerListCreateApi.as_view(), name="api-customers"),
+    path(
+        "api/customers/<int:customer_id>/statement",
+        CustomerStatementApi.as_view(),
+        name="api-customer-statement",
+    ),
+    path("api/invoices", InvoiceListCreateApi.as_view(), name="api-invoices"),
 ]
