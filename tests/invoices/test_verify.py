@@ -23,7 +23,8 @@ def test_an_invoice_changed_behind_the_services_is_reported():
     invoice = InvoiceFactory(amount=Decimal("1000.00"))
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE invoices_invoice SET amount_paid = 100, status = 'PARTIALLY_PAID' WHERE id = %s", [invoice.pk]
+            "UPDATE invoices_invoice SET amount_paid = 100, status = 'PARTIALLY_PAID' WHERE id = %s",
+            [invoice.pk],
         )
     errors = ledger_verify()["errors"]
     code = invoice.customer.code
