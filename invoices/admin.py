@@ -63,6 +63,7 @@ class CustomerReceivablesAdmin(CustomerAdmin):
     """The customer screen, with the customer's invoices and a link to the statement."""
 
     inlines = [CustomerInvoiceInline]
+    search_fields = [*CustomerAdmin.search_fields, "invoices__number"]
     list_display = [*CustomerAdmin.list_display, "statement"]
     readonly_fields = [*CustomerAdmin.readonly_fields, "statement"]
     fields = [*CustomerAdmin.fields, "statement"]

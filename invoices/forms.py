@@ -1,10 +1,12 @@
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from django import forms
 from django.utils import timezone
 
 from customers.models import Customer
+
+EARLIEST_STATEMENT, LATEST_STATEMENT = date(2000, 1, 1), date(2099, 12, 31)
 
 
 class InvoiceForm(forms.Form):
@@ -40,4 +42,8 @@ class StatementPeriodForm(forms.Form):
         data["start"] = data.get("start") or data["end"].replace(day=1)
         if data["start"] > data["end"]:
             raise forms.ValidationError("The period starts after it ends.")
+        if not (data["start"] >= EARLIEST_STATEMENT and data["end"] <= LATEST_STATEMENT):
+            raise forms.ValidationError(
+                f"Statements cover {EARLIEST_STATEMENT.year} to {LATEST_STATEMENT.year}."
+            )
         return data

@@ -25,6 +25,8 @@ class InvoiceStatus(models.TextChoices):
 
 
 OPEN_STATUSES = [InvoiceStatus.UNPAID, InvoiceStatus.PARTIALLY_PAID]
+# Starts the reason on the reversal of a voided invoice's posting (corrections give another reason).
+VOID_REASON_PREFIX = "Void "
 
 
 class InvoiceNumberSequence(models.Model):

@@ -12,15 +12,15 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Sum
 
 from customers.models import Customer
 from customers.selectors import customer_code_normalize
 from invoices.exceptions import UnknownPaymentReferenceError
-from invoices.models import OPEN_STATUSES, Invoice, InvoiceStatus
+from invoices.models import OPEN_STATUSES, VOID_REASON_PREFIX, Invoice, InvoiceStatus
 from kellyos.money import ZERO
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT
-from ledger.models import CauseKind, JournalLine
+from ledger.models import CauseKind, JournalEntry, JournalLine
 
 # What a payer may type for INV-20260203-0001: "inv-20260203-0001", "INV 20260203 1", "inv202602030001".
 _INVOICE_NUMBER_TEXT = re.compile(r"^INV-?([0-9]{8})-?([0-9]{1,6})$", re.ASCII)
@@ -29,7 +29,7 @@ STATEMENT_KINDS = {
     CauseKind.INVOICE: "Invoice",
     CauseKind.RECEIPT: "Payment",
     CauseKind.ALLOCATION: "Credit applied",
-    CauseKind.VOID: "Void",
+    CauseKind.VOID: "Void: paid amount to credit",
     CauseKind.REVERSAL: "Reversal",
 }
 
@@ -99,37 +99,50 @@ def customer_statement_get(*, customer: Customer, start: date, end: date) -> Sta
     """
     period_start, period_end = _start_of_day(start), _start_of_day(end + timedelta(days=1))
     lines = JournalLine.objects.filter(
-        customer_id=customer.pk,
-        account__code__in=[ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT],
-        posted_at__lt=period_end,
+        customer_id=customer.pk, account__code__in=[ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT]
     )
-    opening = ZERO
+    opening = (
+        lines.filter(posted_at__lt=period_start).aggregate(net=Sum(F("debit") - F("credit")))["net"] or ZERO
+    )
     movements: dict[int, list[Decimal]] = {}
-    entries: dict[int, tuple[datetime, str, str]] = {}
-    for line in lines.select_related("entry").order_by("posted_at", "entry_id", "id"):
-        if line.posted_at < period_start:
-            opening += line.debit - line.credit
-            continue
+    entries: dict[int, JournalEntry] = {}
+    for line in (
+        lines.filter(posted_at__gte=period_start, posted_at__lt=period_end)
+        .select_related("entry", "entry__reverses")
+        .order_by("posted_at", "entry_id", "id")
+    ):
         movement = movements.setdefault(line.entry_id, [ZERO, ZERO])
         movement[0] += line.debit
         movement[1] += line.credit
-        entries[line.entry_id] = (
-            line.posted_at,
-            STATEMENT_KINDS.get(CauseKind(line.entry.cause_kind), line.entry.get_cause_kind_display()),
-            line.entry.memo,
-        )
+        entries[line.entry_id] = line.entry
     statement = Statement(customer=customer, start=start, end=end, opening_balance=opening)
     running = opening
     for entry_id, (debit, credit) in movements.items():
-        posted_at, kind, memo = entries[entry_id]
+        entry = entries[entry_id]
         running += debit - credit
         statement.lines.append(
             StatementLine(
-                posted_at=posted_at, kind=kind, description=memo, debit=debit, credit=credit, balance=running
+                posted_at=entry.posted_at,
+                kind=_statement_kind(entry),
+                description=entry.memo,
+                debit=debit,
+                credit=credit,
+                balance=running,
             )
         )
     statement.closing_balance = running
     return statement
+
+
+def _statement_kind(entry: JournalEntry) -> str:
+    reversed_entry = entry.reverses
+    if (
+        entry.cause_kind == CauseKind.REVERSAL
+        and reversed_entry
+        and reversed_entry.cause_kind == CauseKind.INVOICE
+    ):
+        return "Void" if entry.reversal_reason.startswith(VOID_REASON_PREFIX) else "Correction"
+    return STATEMENT_KINDS.get(CauseKind(entry.cause_kind), entry.get_cause_kind_display())
 
 
 def statement_csv(statement: Statement) -> str:

@@ -3,13 +3,17 @@
 Every operation locks the customer row first and then the invoices it changes in primary-key order,
 so two payments (or a payment and a new invoice) for one customer never over-allocate an invoice or
 spend the same credit twice. Each books its journal entries in the same transaction.
+
+Credit never sits beside open invoices: whenever a customer holds credit and owes on an invoice, the
+credit is applied at once, oldest invoice first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -24,9 +28,11 @@ from invoices.exceptions import (
     InvalidPaymentError,
     InvoiceAlreadyVoidError,
     InvoiceValidationError,
+    ReceivablesError,
 )
 from invoices.models import (
     OPEN_STATUSES,
+    VOID_REASON_PREFIX,
     Allocation,
     AllocationKind,
     Invoice,
@@ -36,12 +42,14 @@ from invoices.models import (
 )
 from invoices.selectors import payment_reference_resolve
 from kellyos.db import violated_constraint
-from kellyos.money import CENT, ZERO, InvalidAmountError, to_kes
+from kellyos.money import CENT, MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT, MPESA_CASH, SALES_REVENUE
-from ledger.models import CauseKind
+from ledger.exceptions import LedgerError
+from ledger.models import CauseKind, JournalEntry
 from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
 
 QUANTITY_STEP = Decimal("0.001")
+CLOCK_TOLERANCE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class InvoiceLineInput:
 class PaymentOutcome:
     payment: Payment
     created: bool  # False: this source receipt was booked before; nothing more was booked now
+    # For a repeat: how it differs from the first delivery (amount, reference). Not a harmless
+    # duplicate when non-empty: the caller should flag it for review.
+    differences: list[str] = field(default_factory=list)
 
 
 def invoice_create(
@@ -70,38 +81,59 @@ def invoice_create(
     issue_date = issue_date or today
     prepared = _validated_lines(lines, issue_date=issue_date, due_date=due_date, today=today)
     total = sum((line.line_total for line in prepared), ZERO)
-    with transaction.atomic():
+    with _ledger_refusals(), transaction.atomic():
         customer = customer_get_for_update(customer.pk)
         if not customer.is_active:
             raise InvoiceValidationError({"customer": f"{customer} is closed; reopen it before invoicing."})
         number = _invoice_number_next(issue_date)
-        entry = journal_entry_post(
-            memo=f"Invoice {number} to {customer.code} {customer.name}",
-            lines=[
-                JournalLineInput(account=ACCOUNTS_RECEIVABLE, debit=total, customer_id=customer.pk),
-                JournalLineInput(account=SALES_REVENUE, credit=total),
-            ],
-            cause_kind=CauseKind.INVOICE,
-            cause_id=number,
-            by=by,
-            # An invoice entered late is booked on its issue date, so dated reports see it there.
-            posted_at=None if issue_date == today else _start_of_day(issue_date),
-        )
-        invoice = Invoice.objects.create(
+        invoice = Invoice(
             number=number,
             customer=customer,
             issue_date=issue_date,
             due_date=due_date,
             total=total,
-            journal_entry=entry,
             created_by=by,
         )
+        invoice.journal_entry = _invoice_post(invoice, by=by, today=today)
+        invoice.save()
         for line in prepared:
             line.invoice = invoice
         InvoiceLine.objects.bulk_create(prepared)
-        credit = customer_position(customer.pk).credit
-        if credit > 0:
-            _credit_apply(customer=customer, invoice=invoice, amount=min(credit, total), by=by)
+        _credit_apply_to_open_invoices(customer=customer, by=by)
+        invoice.refresh_from_db()
+    return invoice
+
+
+def invoice_lines_replace(*, invoice: Invoice, lines: Sequence[InvoiceLineInput], by: User | None) -> Invoice:
+    """Correct the lines of an invoice nothing has been paid on: its posting is reversed and the new
+    total posted. Once money is allocated to it, an invoice can only be voided."""
+    today = timezone.localdate()
+    with _ledger_refusals(), transaction.atomic():
+        customer = customer_get_for_update(invoice.customer_id)
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.status != InvoiceStatus.UNPAID:
+            status = invoice.get_status_display().lower()
+            raise InvoiceValidationError(
+                {"lines": f"Invoice {invoice.number} is {status}: only unpaid invoices can be corrected."}
+            )
+        prepared = _validated_lines(
+            lines, issue_date=invoice.issue_date, due_date=invoice.due_date, today=today
+        )
+        journal_entry_reverse(
+            entry=invoice.journal_entry,
+            reason=f"Lines of {invoice.number} corrected",
+            by=by,
+            memo=f"Invoice {invoice.number} corrected: previous lines withdrawn",
+        )
+        invoice.total = sum((line.line_total for line in prepared), ZERO)
+        invoice.journal_entry = _invoice_post(invoice, by=by, today=today)
+        invoice.save(update_fields=["total", "journal_entry"])
+        invoice.lines.all().delete()
+        for line in prepared:
+            line.invoice = invoice
+        InvoiceLine.objects.bulk_create(prepared)
+        _credit_apply_to_open_invoices(customer=customer, by=by)
+        invoice.refresh_from_db()
     return invoice
 
 
@@ -112,15 +144,17 @@ def payment_receive(
     received_at: datetime,
     source: str,
     source_id: str,
+    received_into: str = MPESA_CASH,
     by: User | None = None,
 ) -> PaymentOutcome:
     """Book money received against the invoice or customer its reference names.
 
-    Invoice number: that invoice first, the rest as credit. Customer code: the oldest open invoices
-    first (issue date, then number), the rest as credit. Posts DR M-Pesa Cash / CR Accounts
-    Receivable (allocated) / CR Customer Credit (excess). Once per (source, source_id): a repeat books
-    nothing and returns the first payment. Raises UnknownPaymentReferenceError when the reference
-    names nothing, so the caller can hold the money in suspense.
+    Invoice number: that invoice first. Customer code: the oldest open invoice first (issue date,
+    then number). Whatever is left pays the customer's other open invoices, oldest first, and the rest
+    is credit. Posts DR `received_into` (M-Pesa Cash by default) / CR Accounts Receivable (allocated)
+    / CR Customer Credit (excess). Once per (source, source_id): a repeat books nothing and returns the
+    first payment. Raises UnknownPaymentReferenceError when the reference names nothing, so the caller
+    can hold the money in suspense.
     """
     try:
         amount = to_kes(amount)
@@ -128,22 +162,28 @@ def payment_receive(
         raise InvalidPaymentError(str(exc)) from exc
     if amount <= 0:
         raise InvalidPaymentError(f"A payment must be more than zero, not {amount}.")
+    source, source_id = source.strip().lower(), source_id.strip()
     if not source or not source_id:
         raise InvalidPaymentError(
             "A payment needs its source and the source's id for it (e.g. the receipt number)."
         )
+    if timezone.is_naive(received_at) or received_at > timezone.now() + CLOCK_TOLERANCE:
+        raise InvalidPaymentError(
+            f"A payment's time must be a real, past moment with a time zone: {received_at}."
+        )
     previous = Payment.objects.filter(source=source, source_id=source_id).first()
     if previous is not None:
-        return PaymentOutcome(payment=previous, created=False)
+        return _repeat(previous, amount=amount, reference=reference)
     target = payment_reference_resolve(reference)
     try:
-        with transaction.atomic():
+        with _ledger_refusals(), transaction.atomic():
             payment = _payment_book(
                 amount=amount,
                 reference=reference,
                 received_at=received_at,
                 source=source,
                 source_id=source_id,
+                received_into=received_into,
                 customer_id=target.customer_id,
                 invoice_id=target.invoice_id,
                 by=by,
@@ -152,32 +192,38 @@ def payment_receive(
         # Another process booked the same receipt between our look and our insert; its booking stands.
         if violated_constraint(exc) != "invoices_payment_one_per_source_id":
             raise
-        return PaymentOutcome(payment=Payment.objects.get(source=source, source_id=source_id), created=False)
+        return _repeat(
+            Payment.objects.get(source=source, source_id=source_id), amount=amount, reference=reference
+        )
     return PaymentOutcome(payment=payment, created=True)
 
 
 def invoice_void(*, invoice: Invoice, reason: str, by: User | None) -> Invoice:
-    """Cancel an invoice: its posting is reversed, and whatever was paid on it becomes customer credit."""
+    """Cancel an invoice: its posting is reversed, and whatever was paid on it becomes customer credit
+    (applied at once to the customer's other open invoices, oldest first)."""
     reason = reason.strip()
     if not reason:
         raise InvoiceValidationError({"reason": "Say why the invoice is being voided."})
-    with transaction.atomic():
-        customer_get_for_update(invoice.customer_id)
+    with _ledger_refusals(), transaction.atomic():
+        customer = customer_get_for_update(invoice.customer_id)
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.status == InvoiceStatus.VOID:
             raise InvoiceAlreadyVoidError(f"Invoice {invoice.number} is already void.")
-        journal_entry_reverse(entry=invoice.journal_entry, reason=f"Void {invoice.number}: {reason}", by=by)
+        journal_entry_reverse(
+            entry=invoice.journal_entry,
+            reason=f"{VOID_REASON_PREFIX}{invoice.number}: {reason}",
+            by=by,
+            memo=f"Void of invoice {invoice.number}: {reason}"[:255],
+        )
         if invoice.amount_paid > 0:
             journal_entry_post(
                 memo=f"Void {invoice.number}: amount paid kept as customer credit",
                 lines=[
                     JournalLineInput(
-                        account=ACCOUNTS_RECEIVABLE,
-                        debit=invoice.amount_paid,
-                        customer_id=invoice.customer_id,
+                        account=ACCOUNTS_RECEIVABLE, debit=invoice.amount_paid, customer_id=customer.pk
                     ),
                     JournalLineInput(
-                        account=CUSTOMER_CREDIT, credit=invoice.amount_paid, customer_id=invoice.customer_id
+                        account=CUSTOMER_CREDIT, credit=invoice.amount_paid, customer_id=customer.pk
                     ),
                 ],
                 cause_kind=CauseKind.VOID,
@@ -189,6 +235,7 @@ def invoice_void(*, invoice: Invoice, reason: str, by: User | None) -> Invoice:
         invoice.voided_by = by
         invoice.void_reason = reason
         invoice.save(update_fields=["status", "voided_at", "voided_by", "void_reason"])
+        _credit_apply_to_open_invoices(customer=customer, by=by)
     return invoice
 
 
@@ -199,27 +246,27 @@ def _payment_book(
     received_at: datetime,
     source: str,
     source_id: str,
+    received_into: str,
     customer_id: int,
     invoice_id: int | None,
     by: User | None,
 ) -> Payment:
     customer = customer_get_for_update(customer_id)
-    if invoice_id is not None:
-        candidates = Invoice.objects.filter(pk=invoice_id, status__in=OPEN_STATUSES)
-    else:
-        candidates = Invoice.objects.filter(customer=customer, status__in=OPEN_STATUSES)
-    locked = list(candidates.select_for_update().order_by("pk"))
-    fifo = sorted(locked, key=lambda invoice: (invoice.issue_date, invoice.number))
+    open_invoices = list(
+        Invoice.objects.filter(customer=customer, status__in=OPEN_STATUSES).select_for_update().order_by("pk")
+    )
+    # The named invoice first, then the oldest; number order within a day is creation (pk) order.
+    plan = sorted(open_invoices, key=lambda i: (i.pk != invoice_id, i.issue_date, i.pk))
     remaining = amount
     shares: list[tuple[Invoice, Decimal]] = []
-    for invoice in fifo:
+    for invoice in plan:
         if remaining <= 0:
             break
         share = min(remaining, invoice.balance_due)
         shares.append((invoice, share))
         remaining -= share
     allocated = amount - remaining
-    ledger_lines = [JournalLineInput(account=MPESA_CASH, debit=amount)]
+    ledger_lines = [JournalLineInput(account=received_into, debit=amount)]
     if allocated > 0:
         ledger_lines.append(
             JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit=allocated, customer_id=customer.pk)
@@ -259,19 +306,44 @@ def _payment_book(
     return payment
 
 
-def _credit_apply(*, customer: Customer, invoice: Invoice, amount: Decimal, by: User | None) -> None:
-    entry = journal_entry_post(
-        memo=f"Credit applied to {invoice.number} for {customer.code} {customer.name}",
-        lines=[
-            JournalLineInput(account=CUSTOMER_CREDIT, debit=amount, customer_id=customer.pk),
-            JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit=amount, customer_id=customer.pk),
-        ],
-        cause_kind=CauseKind.ALLOCATION,
-        cause_id=invoice.number,
-        by=by,
+def _repeat(payment: Payment, *, amount: Decimal, reference: str) -> PaymentOutcome:
+    differences = []
+    if payment.amount != amount:
+        differences.append(f"amount {amount} differs from the first delivery's {payment.amount}")
+    if "".join(payment.reference.split()).upper() != "".join(reference.split()).upper():
+        differences.append(
+            f"reference {reference.strip()!r} differs from the first delivery's {payment.reference!r}"
+        )
+    return PaymentOutcome(payment=payment, created=False, differences=differences)
+
+
+def _credit_apply_to_open_invoices(*, customer: Customer, by: User | None) -> None:
+    """Use the customer's credit on their open invoices, oldest first. The customer row is locked."""
+    credit = customer_position(customer.pk).credit
+    if credit <= 0:
+        return
+    open_invoices = list(
+        Invoice.objects.filter(customer=customer, status__in=OPEN_STATUSES).select_for_update().order_by("pk")
     )
-    Allocation.objects.create(kind=AllocationKind.CREDIT, invoice=invoice, amount=amount, journal_entry=entry)
-    _invoice_record_paid(invoice, amount)
+    for invoice in sorted(open_invoices, key=lambda i: (i.issue_date, i.pk)):
+        if credit <= 0:
+            break
+        amount = min(credit, invoice.balance_due)
+        entry = journal_entry_post(
+            memo=f"Credit applied to {invoice.number} for {customer.code} {customer.name}",
+            lines=[
+                JournalLineInput(account=CUSTOMER_CREDIT, debit=amount, customer_id=customer.pk),
+                JournalLineInput(account=ACCOUNTS_RECEIVABLE, credit=amount, customer_id=customer.pk),
+            ],
+            cause_kind=CauseKind.ALLOCATION,
+            cause_id=invoice.number,
+            by=by,
+        )
+        Allocation.objects.create(
+            kind=AllocationKind.CREDIT, invoice=invoice, amount=amount, journal_entry=entry
+        )
+        _invoice_record_paid(invoice, amount)
+        credit -= amount
 
 
 def _invoice_record_paid(invoice: Invoice, amount: Decimal) -> None:
@@ -280,6 +352,23 @@ def _invoice_record_paid(invoice: Invoice, amount: Decimal) -> None:
         InvoiceStatus.PAID if invoice.amount_paid == invoice.total else InvoiceStatus.PARTIALLY_PAID
     )
     invoice.save(update_fields=["amount_paid", "status"])
+
+
+def _invoice_post(invoice: Invoice, *, by: User | None, today: date) -> JournalEntry:
+    return journal_entry_post(
+        memo=f"Invoice {invoice.number} to {invoice.customer.code} {invoice.customer.name}",
+        lines=[
+            JournalLineInput(
+                account=ACCOUNTS_RECEIVABLE, debit=invoice.total, customer_id=invoice.customer_id
+            ),
+            JournalLineInput(account=SALES_REVENUE, credit=invoice.total),
+        ],
+        cause_kind=CauseKind.INVOICE,
+        cause_id=invoice.number,
+        by=by,
+        # An invoice entered late is booked on its issue date, so dated reports see it there.
+        posted_at=None if invoice.issue_date == today else _start_of_day(invoice.issue_date),
+    )
 
 
 def _invoice_number_next(issue_date: date) -> str:
@@ -302,35 +391,48 @@ def _validated_lines(
     lines: Sequence[InvoiceLineInput], *, issue_date: date, due_date: date, today: date
 ) -> list[InvoiceLine]:
     errors: dict[str, str] = {}
+    earliest = today - timedelta(days=settings.INVOICE_MAX_BACKDATE_DAYS)
     if issue_date > today:
         errors["issue_date"] = f"The issue date {issue_date} is in the future."
+    elif issue_date < earliest:
+        errors["issue_date"] = (
+            f"The issue date {issue_date} is more than {settings.INVOICE_MAX_BACKDATE_DAYS} days ago; "
+            "statements already sent would change."
+        )
     if due_date < issue_date:
         errors["due_date"] = f"The due date {due_date} is before the issue date {issue_date}."
     if not lines:
         errors["lines"] = "An invoice needs at least one line."
     prepared = []
     for number, line in enumerate(lines, start=1):
+        key = f"lines[{number}]"
         description = " ".join(line.description.split())
         try:
             quantity = _quantity(line.quantity)
             unit_price = to_kes(line.unit_price)
         except (InvalidAmountError, ValueError) as exc:
-            errors[f"lines[{number}]"] = str(exc)
+            errors[key] = str(exc)
             continue
-        if not description:
-            errors[f"lines[{number}]"] = "Describe what is being invoiced."
-        elif quantity <= 0:
-            errors[f"lines[{number}]"] = "Quantity must be more than zero."
-        elif unit_price < 0:
-            errors[f"lines[{number}]"] = "Unit price cannot be negative."
         line_total = (quantity * unit_price).quantize(CENT, rounding=ROUND_HALF_UP)
+        if not description:
+            errors[key] = "Describe what is being invoiced."
+        elif quantity <= 0:
+            errors[key] = "Quantity must be more than zero."
+        elif unit_price < 0:
+            errors[key] = "Unit price cannot be negative."
+        elif line_total > MAX_AMOUNT:
+            errors[key] = f"The line total {line_total} is larger than an invoice can hold."
         prepared.append(
             InvoiceLine(
                 description=description[:255], quantity=quantity, unit_price=unit_price, line_total=line_total
             )
         )
-    if not errors and sum((line.line_total for line in prepared), ZERO) <= 0:
-        errors["lines"] = "The invoice total must be more than zero."
+    if not errors:
+        total = sum((line.line_total for line in prepared), ZERO)
+        if total <= 0:
+            errors["lines"] = "The invoice total must be more than zero."
+        elif total > MAX_AMOUNT:
+            errors["lines"] = f"The invoice total {total} is larger than an invoice can hold."
     if errors:
         raise InvoiceValidationError(errors)
     return prepared
@@ -349,4 +451,16 @@ def _quantity(value: Decimal | int | str) -> Decimal:
         raise ValueError(f"Not a quantity: {value!r}") from exc
     if not quantity.is_finite() or quantity.quantize(QUANTITY_STEP) != quantity:
         raise ValueError(f"Quantities have at most three decimal places: {value!r}")
+    if quantity >= Decimal("1e9"):
+        raise ValueError(f"Quantity too large: {value!r}")
     return quantity
+
+
+@contextmanager
+def _ledger_refusals() -> Iterator[None]:
+    """The ledger's refusals (a closed account, a date it will not take) reach callers as receivables
+    errors, in the words the ledger used."""
+    try:
+        yield
+    except LedgerError as exc:
+        raise ReceivablesError(str(exc)) from exc

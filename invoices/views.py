@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
 
@@ -11,6 +12,7 @@ from invoices.selectors import customer_statement_get, statement_csv
 
 
 @staff_member_required
+@permission_required(["customers.view_customer", "invoices.view_invoice"], raise_exception=True)
 def customer_statement_view(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=customer_id)
     period = StatementPeriodForm(request.GET)

@@ -1,4 +1,4 @@
-"""Shared API plumbing."""
+"""Shared API plumbing: decimal JSON, and permissions per view and method."""
 
 import json
 from decimal import Decimal
@@ -6,6 +6,8 @@ from typing import Any
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 
 
 class DecimalJSONParser(JSONParser):
@@ -17,3 +19,15 @@ class DecimalJSONParser(JSONParser):
             return json.loads(stream.read().decode(encoding), parse_float=Decimal)
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
+
+
+class HasViewPermissions(BasePermission):
+    """Each API view lists the Django permissions each HTTP method needs (`required_permissions`), so
+    the API follows the same permissions as the admin."""
+
+    message = "You do not have permission to do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        needed: dict[str, list[str]] = getattr(view, "required_permissions", {})
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perms(needed.get(request.method or "", [])))

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 
 from kellyos.money import ZERO, format_kes
 from ledger.exceptions import LedgerError
-from ledger.models import Account, JournalEntry, JournalLine
+from ledger.models import Account, CauseKind, JournalEntry, JournalLine
 from ledger.selectors import account_list_with_totals
 from ledger.services import journal_entry_reverse
 
@@ -60,6 +60,15 @@ class JournalLineInline(admin.TabularInline[JournalLine, JournalEntry]):
         self, request: HttpRequest, obj: JournalEntry | JournalLine | None = None
     ) -> bool:
         return False
+
+
+def _business_document(entry: JournalEntry) -> str | None:
+    """What an entry belongs to when it is not the ledger's own (manual) business. Those entries are
+    undone by their own documents, which keep their records in step; a bare reversal would not."""
+    booked = entry.reverses if entry.cause_kind == CauseKind.REVERSAL and entry.reverses else entry
+    if booked.cause_kind in (CauseKind.MANUAL, CauseKind.DEMO):
+        return None
+    return f"{booked.get_cause_kind_display().lower()} {booked.cause_id}".strip()
 
 
 class ReversalForm(forms.Form):
@@ -141,7 +150,15 @@ class JournalEntryAdmin(admin.ModelAdmin[JournalEntry]):
             }
             return TemplateResponse(request, "admin/ledger/journalentry/reverse.html", context)
         assert isinstance(request.user, User)  # the admin only admits signed-in staff
-        for entry in queryset.order_by("pk"):
+        for entry in queryset.select_related("reverses").order_by("pk"):
+            owner = _business_document(entry)
+            if owner:
+                self.message_user(
+                    request,
+                    f"{entry} books {owner}: correct it there (for an invoice, void it).",
+                    messages.ERROR,
+                )
+                continue
             try:
                 reversal = journal_entry_reverse(
                     entry=entry, reason=form.cleaned_data["reason"], by=request.user

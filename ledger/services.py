@@ -53,9 +53,15 @@ def journal_entry_post(
 
 
 def journal_entry_reverse(
-    *, entry: JournalEntry, reason: str, by: User | None, posted_at: datetime | None = None
+    *,
+    entry: JournalEntry,
+    reason: str,
+    by: User | None,
+    posted_at: datetime | None = None,
+    memo: str | None = None,
 ) -> JournalEntry:
-    """Post the mirror image of `entry`, so that together they net to zero. At most once per entry."""
+    """Post the mirror image of `entry`, so that together they net to zero. At most once per entry.
+    `memo` says what the reversal means to the business (default: "Reversal of JE-n: ...")."""
     reason = reason.strip()
     if not reason:
         raise InvalidJournalEntryError("A reversal needs a reason.")
@@ -77,7 +83,7 @@ def journal_entry_reverse(
         try:
             with transaction.atomic():
                 return _entry_insert(
-                    memo=f"Reversal of JE-{original.pk}: {original.memo}"[:255],
+                    memo=memo or f"Reversal of JE-{original.pk}: {original.memo}"[:255],
                     lines=mirrored,
                     cause_kind=CauseKind.REVERSAL,
                     cause_id=str(original.pk),

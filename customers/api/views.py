@@ -1,7 +1,7 @@
 from typing import Any
 
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,11 +17,15 @@ class CustomerListCreateApi(APIView):
     """GET /api/customers[?customerId=CUST-0001] lists customers with what they owe and their credit;
     POST /api/customers creates one (name, phone, email)."""
 
+    required_permissions = {"GET": ["customers.view_customer"], "POST": ["customers.add_customer"]}
+
     def get(self, request: Request) -> Response:
         customers = customer_list_with_positions().order_by("code")
         code = request.query_params.get("customerId")
         if code is not None:
             customers = customers.filter(code=customer_code_normalize(code) or "")
+            if not customers.exists():
+                raise NotFound(f"No customer with code {code!r}.")
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(customers, request, view=self)
         return paginator.get_paginated_response(CustomerOutputSerializer(page, many=True).data)

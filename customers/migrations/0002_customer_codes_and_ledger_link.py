@@ -6,10 +6,15 @@ from django.db import migrations
 FORWARD = """
 CREATE SEQUENCE customers_customer_code_seq;
 
+-- lpad() would cut 10000 down to "1000", so only numbers below 10000 are padded.
 CREATE FUNCTION customers_customer_assign_code() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    next_number bigint;
 BEGIN
     IF NEW.code IS NULL OR NEW.code = '' THEN
-        NEW.code := 'CUST-' || lpad(nextval('customers_customer_code_seq')::text, 4, '0');
+        next_number := nextval('customers_customer_code_seq');
+        NEW.code := 'CUST-' || CASE WHEN next_number < 10000 THEN lpad(next_number::text, 4, '0')
+                                    ELSE next_number::text END;
     END IF;
     RETURN NEW;
 END $$;

@@ -18,7 +18,7 @@ from invoices.api.serializers import (
     InvoiceOutputSerializer,
     StatementOutputSerializer,
 )
-from invoices.exceptions import InvoiceValidationError
+from invoices.exceptions import InvoiceValidationError, ReceivablesError
 from invoices.forms import StatementPeriodForm
 from invoices.models import OPEN_STATUSES, Invoice, InvoiceStatus
 from invoices.selectors import customer_statement_get, invoice_list
@@ -53,10 +53,18 @@ class InvoiceListCreateApi(APIView):
     """GET /api/invoices[?customerId=CUST-0001][&status=outstanding|unpaid|partially_paid|paid|void];
     POST /api/invoices issues one through invoice_create."""
 
+    required_permissions = {"GET": ["invoices.view_invoice"], "POST": ["invoices.add_invoice"]}
+
     def get(self, request: Request) -> Response:
         filters = InvoiceFilter(request.query_params, queryset=invoice_list().prefetch_related("lines"))
         if not filters.is_valid():
             raise ValidationError(filters.errors)
+        code = request.query_params.get("customerId")
+        if code is not None:
+            try:
+                customer_get_by_code(code)
+            except CustomerNotFoundError as exc:
+                raise NotFound(str(exc)) from exc
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(filters.qs.order_by("issue_date", "number"), request, view=self)
         return paginator.get_paginated_response(InvoiceOutputSerializer(page, many=True).data)
@@ -80,11 +88,15 @@ class InvoiceListCreateApi(APIView):
             )
         except InvoiceValidationError as exc:
             raise ValidationError({field: [message] for field, message in exc.errors.items()}) from exc
+        except ReceivablesError as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
         return Response(InvoiceOutputSerializer(invoice).data, status=status.HTTP_201_CREATED)
 
 
 class CustomerStatementApi(APIView):
     """GET /api/customers/<id>/statement?from=YYYY-MM-DD&to=YYYY-MM-DD (default: this month)."""
+
+    required_permissions = {"GET": ["customers.view_customer", "invoices.view_invoice"]}
 
     def get(self, request: Request, customer_id: int) -> Response:
         customer = get_object_or_404(Customer, pk=customer_id)

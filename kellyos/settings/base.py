@@ -128,7 +128,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["kellyos.api.HasViewPermissions"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "COERCE_DECIMAL_TO_STRING": True,
 }
@@ -154,6 +154,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Receivables: how far back an invoice may be dated (statements already sent would change).
+INVOICE_MAX_BACKDATE_DAYS = env.int("INVOICE_MAX_BACKDATE_DAYS", default=60)
 
 # M-Pesa (Daraja). Used by the mpesa app; see .env.example for what each one means.
 MPESA_ENVIRONMENT = env.str("MPESA_ENVIRONMENT", default="sandbox")

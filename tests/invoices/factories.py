@@ -1,6 +1,5 @@
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import factory
 from django.utils import timezone
@@ -8,8 +7,6 @@ from django.utils import timezone
 from invoices.models import Invoice
 from invoices.services import InvoiceLineInput, invoice_create, payment_receive
 from tests.customers.factories import CustomerFactory
-
-NAIROBI = ZoneInfo("Africa/Nairobi")
 
 
 class InvoiceFactory(factory.Factory):
@@ -52,9 +49,5 @@ def pay(reference, amount, *, source_id=None, received_at=None):
     )
 
 
-def day(text: str) -> date:
-    return date.fromisoformat(text)
-
-
-def moment(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=NAIROBI)
+def days_ago(days: int) -> date:
+    return timezone.localdate() - timedelta(days=days)

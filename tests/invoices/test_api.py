@@ -2,6 +2,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -16,17 +17,46 @@ from tests.invoices.factories import InvoiceFactory, pay
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def api():
+ACCOUNTANT_PERMISSIONS = ["view_customer", "add_customer", "view_invoice", "add_invoice"]
+
+
+def client_for(user):
     client = APIClient()
-    token = Token.objects.create(user=UserFactory())
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client
 
 
+@pytest.fixture
+def api():
+    accountant = UserFactory()
+    accountant.user_permissions.add(*Permission.objects.filter(codename__in=ACCOUNTANT_PERMISSIONS))
+    return client_for(accountant)
+
+
 def test_the_api_needs_a_login():
-    assert APIClient().get("/api/customers").status_code in (401, 403)
-    assert APIClient().post("/api/invoices", {}, format="json").status_code in (401, 403)
+    assert APIClient().get("/api/customers").status_code == 401
+    assert APIClient().post("/api/invoices", {}, format="json").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/customers"),
+        ("post", "/api/customers"),
+        ("get", "/api/invoices"),
+        ("post", "/api/invoices"),
+        ("get", "/api/customers/1/statement"),
+    ],
+)
+def test_a_user_without_the_permissions_is_refused_and_nothing_is_written(method, url):
+    customer = CustomerFactory()
+    stranger = client_for(UserFactory())
+    payload = {"name": "Someone", "customer": customer.code, "due_date": "2099-01-01", "lines": []}
+    response = (
+        getattr(stranger, method)(url, payload, format="json") if method == "post" else stranger.get(url)
+    )
+    assert response.status_code == 403
+    assert Customer.objects.count() == 1 and not Invoice.objects.exists()
 
 
 def test_create_a_customer_and_find_them_by_code(api):
@@ -105,6 +135,19 @@ def test_an_unknown_customer_is_a_404_and_bad_lines_a_400_with_nothing_written(a
         format="json",
     )
     assert past_due.status_code == 400 and "due_date" in past_due.json()
+    huge = api.post(
+        "/api/invoices",
+        {
+            "customer": customer.code,
+            "due_date": due,
+            "lines": [
+                {"description": "Land", "quantity": "1", "unit_price": "999999999999.99"},
+                {"description": "Survey", "quantity": "1", "unit_price": "1.00"},
+            ],
+        },
+        format="json",
+    )
+    assert huge.status_code == 400 and "larger than an invoice can hold" in huge.json()["lines"][0]
     assert not Invoice.objects.exists() and not JournalEntry.objects.exists()
 
 
@@ -127,6 +170,8 @@ def test_list_invoices_by_customer_and_status(api):
     assert numbers(customerId=customer.code, status="PAID") == [paid.number]
     assert numbers(customerId=customer.code, status="partially_paid") == [partly.number]
     assert api.get("/api/invoices", {"status": "nonsense"}).status_code == 400
+    assert api.get("/api/invoices", {"customerId": "CUST-99999"}).status_code == 404
+    assert api.get("/api/customers", {"customerId": "CUST-99999"}).status_code == 404
 
 
 def test_statement_over_the_api(api):
@@ -142,3 +187,4 @@ def test_statement_over_the_api(api):
     ]
     assert api.get("/api/customers/999999/statement").status_code == 404
     assert api.get(f"/api/customers/{customer.pk}/statement", {"from": "yesterday"}).status_code == 400
+    assert api.get(f"/api/customers/{customer.pk}/statement", {"to": "9999-12-31"}).status_code == 400

@@ -80,8 +80,8 @@ class Command(BaseCommand):
                     source="demo",
                     source_id=f"DEMO{receipt:06d}",
                 )
-        mwangi_invoice = Invoice.objects.get(customer__name="Mwangi Stores")
-        invoice_void(invoice=mwangi_invoice, reason="Goods returned unopened", by=None)
+            if name == "Mwangi Stores":
+                invoice_void(invoice=invoices[0], reason="Goods returned unopened", by=None)
         for memo, credit_account, amount in [
             ("Till sale: 2 x maize flour 2kg", SALES_REVENUE, "460.00"),
             (
