@@ -170,8 +170,9 @@ def statement_csv(statement: Statement) -> str:
 
 def receivables_verify() -> list[str]:
     """The receivables agree with the ledger: Accounts Receivable = open invoice balances, Customer
-    Credit = the credit payments and voids created less what was applied, and per customer
-    invoices - payments - voids = balance. Registered with ledger_verify."""
+    Credit = the credit payments and voids created less what was applied, per customer
+    invoices - payments - voids = balance, invoice totals = their lines, and no credit held beside
+    open invoices. Registered with ledger_verify."""
     errors: list[str] = []
     with connection.cursor() as cursor:
         cursor.execute(
@@ -221,6 +222,35 @@ def receivables_verify() -> list[str]:
         errors += [
             f"Invoice {number}: amount paid {paid} <> its allocations {allocated}."
             for number, paid, allocated in cursor.fetchall()
+        ]
+        cursor.execute(
+            """
+            SELECT i.number, i.total, coalesce(sum(l.line_total), 0),
+                   count(*) FILTER (WHERE l.line_total <> round(l.quantity * l.unit_price, 2))
+              FROM invoices_invoice i LEFT JOIN invoices_invoiceline l ON l.invoice_id = i.id
+             GROUP BY i.id
+            HAVING i.total <> coalesce(sum(l.line_total), 0)
+                OR count(*) FILTER (WHERE l.line_total <> round(l.quantity * l.unit_price, 2)) > 0
+            """
+        )
+        errors += [
+            f"Invoice {number}: total {total} <> its lines {lines}"
+            + (f", and {wrong} line(s) are not quantity x unit price." if wrong else ".")
+            for number, total, lines, wrong in cursor.fetchall()
+        ]
+        cursor.execute(
+            """
+            SELECT c.code FROM customers_customer c
+             WHERE EXISTS (SELECT 1 FROM invoices_invoice i WHERE i.customer_id = c.id AND i.status = ANY(%s))
+               AND (SELECT coalesce(sum(l.credit - l.debit), 0) FROM ledger_journalline l
+                      JOIN ledger_account a ON a.id = l.account_id
+                     WHERE l.customer_id = c.id AND a.code = %s) > 0
+            """,
+            [[str(status) for status in OPEN_STATUSES], CUSTOMER_CREDIT],
+        )
+        errors += [
+            f"Customer {code} holds credit while owing on open invoices; it should have been applied."
+            for (code,) in cursor.fetchall()
         ]
         cursor.execute(
             """

@@ -38,3 +38,14 @@ def test_receivables_posted_without_a_customer_are_reported():
     assert ledger_verify()["errors"] == [
         "Account 1200 has 50.00 posted without a customer, so it differs from the customers' total."
     ]
+
+
+def test_invoice_lines_that_no_longer_add_up_are_reported():
+    invoice = InvoiceFactory(amount=Decimal("200.00"))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE invoices_invoiceline SET line_total = 500 WHERE invoice_id = %s", [invoice.pk])
+    expected = (
+        f"Invoice {invoice.number}: total 200.00 <> its lines 500.00,"
+        " and 1 line(s) are not quantity x unit price."
+    )
+    assert expected in ledger_verify()["errors"]
