@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from customers.selectors import customer_position
 from invoices.models import Allocation, Invoice, InvoiceStatus, Payment
-from invoices.services import InvoiceLineInput, invoice_create, payment_receive
+from invoices.services import InvoiceLineInput, invoice_create, invoice_void, payment_receive
 from ledger.chart import MPESA_CASH
 from ledger.selectors import account_balance, ledger_verify
 from tests.customers.factories import CustomerFactory
@@ -90,22 +90,46 @@ def test_invoice_numbers_stay_gap_free_when_many_are_issued_at_once():
     assert ledger_verify()["is_valid"]
 
 
-def test_a_payment_and_a_new_invoice_at_once_never_spend_credit_twice():
+def test_payments_new_invoices_and_a_void_at_once_never_spend_credit_twice():
     customer = CustomerFactory()
-    pay(customer.code, "1000.00")  # KES 1,000 held as credit
+    to_void = InvoiceFactory(customer=customer, amount=D("700.00"))
+    pay(to_void.number, "400.00")
+    pay(customer.code, "1000.00")  # pays the last 300, then KES 700 held as credit
 
     def work(index):
-        return invoice_create(
-            customer=customer,
-            lines=[InvoiceLineInput(description=f"Order {index}", quantity=1, unit_price="600.00")],
-            due_date=timezone.localdate() + timedelta(days=7),
-            by=None,
-        )
+        if index < 3:
+            return invoice_create(
+                customer=customer,
+                lines=[InvoiceLineInput(description=f"Order {index}", quantity=1, unit_price="600.00")],
+                due_date=timezone.localdate() + timedelta(days=7),
+                by=None,
+            )
+        if index < 5:
+            return pay(customer.code, "250.00", source_id=f"MIXED{index}")
+        return invoice_void(invoice=to_void, reason="Returned", by=None)
 
-    _, errors = run_in_threads(4, work)
+    _, errors = run_in_threads(6, work)
 
     assert errors == []
-    assert sum(i.amount_paid for i in Invoice.objects.all()) == D("1000.00")
+    # 1,800 invoiced after the void; 700 + 500 paid since, + 700 returned by the void = 1,900 available.
     position = customer_position(customer.pk)
-    assert (position.owed, position.credit) == (D("1400.00"), D("0.00"))
-    assert ledger_verify()["is_valid"]
+    assert (position.owed, position.credit) == (D("0.00"), D("100.00"))
+    assert ledger_verify() == {"is_valid": True, "errors": []}
+
+
+def test_a_payment_and_a_void_of_the_same_invoice_at_once_leave_the_books_exact():
+    invoice = InvoiceFactory(amount=D("1000.00"))
+
+    def work(index):
+        if index == 0:
+            return invoice_void(invoice=invoice, reason="Cancelled", by=None)
+        return pay(invoice.number, "600.00", source_id=f"RACE{index}")
+
+    _, errors = run_in_threads(3, work)
+
+    assert errors == []
+    position = customer_position(invoice.customer_id)
+    assert position.owed == D("0.00")
+    assert position.credit == sum(p.amount for p in Payment.objects.all())  # everything paid is credit now
+    assert Invoice.objects.get(pk=invoice.pk).status == InvoiceStatus.VOID
+    assert ledger_verify() == {"is_valid": True, "errors": []}

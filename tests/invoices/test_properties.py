@@ -11,10 +11,16 @@ from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase
 
 from customers.selectors import customer_position
-from invoices.exceptions import InvoiceAlreadyVoidError
+from invoices.exceptions import InvoiceAlreadyVoidError, InvoiceValidationError
 from invoices.models import Invoice, InvoiceStatus, Payment
 from invoices.selectors import customer_statement_get
-from invoices.services import InvoiceLineInput, invoice_create, invoice_void, payment_receive
+from invoices.services import (
+    InvoiceLineInput,
+    invoice_create,
+    invoice_lines_replace,
+    invoice_void,
+    payment_receive,
+)
 from ledger.chart import MPESA_CASH
 from ledger.selectors import account_balance, ledger_verify, trial_balance
 from tests.customers.factories import CustomerFactory
@@ -22,12 +28,16 @@ from tests.ledger.factories import chart_of_accounts_ensure
 
 CUSTOMERS = 3
 amounts = st.integers(min_value=1, max_value=5_000_00).map(lambda cents: Decimal(cents) / 100)
+days_back = st.integers(
+    min_value=0, max_value=60
+)  # invoices issued, and payments received, up to 60 days ago
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("invoice"), st.integers(0, CUSTOMERS - 1), amounts),
-        st.tuples(st.just("pay_customer"), st.integers(0, CUSTOMERS - 1), amounts),
-        st.tuples(st.just("pay_invoice"), st.integers(0, 30), amounts),
-        st.tuples(st.just("void"), st.integers(0, 30), st.just(Decimal(0))),
+        st.tuples(st.just("invoice"), st.integers(0, CUSTOMERS - 1), amounts, days_back),
+        st.tuples(st.just("pay_customer"), st.integers(0, CUSTOMERS - 1), amounts, days_back),
+        st.tuples(st.just("pay_invoice"), st.integers(0, 30), amounts, days_back),
+        st.tuples(st.just("void"), st.integers(0, 30), st.just(Decimal(0)), st.just(0)),
+        st.tuples(st.just("correct"), st.integers(0, 30), amounts, st.just(0)),
     ),
     max_size=14,
 )
@@ -40,30 +50,39 @@ class ReceivablesProperties(TestCase):
         chart_of_accounts_ensure()
         customers = [CustomerFactory() for _ in range(CUSTOMERS)]
         today = timezone.localdate()
-        for number, (operation, index, amount) in enumerate(steps):
+        for number, (operation, index, amount, days) in enumerate(steps):
             invoices = list(Invoice.objects.order_by("pk"))
             if operation == "invoice":
                 invoice_create(
                     customer=customers[index],
                     lines=[InvoiceLineInput(description="Goods", quantity=1, unit_price=amount)],
+                    issue_date=today - timedelta(days=days),
                     due_date=today + timedelta(days=30),
                     by=None,
                 )
             elif operation == "pay_customer":
-                self._pay(customers[index].code, amount, number)
+                self._pay(customers[index].code, amount, number, days)
             elif operation == "pay_invoice" and invoices:
-                self._pay(invoices[index % len(invoices)].number, amount, number)
+                self._pay(invoices[index % len(invoices)].number, amount, number, days)
+            elif operation == "correct" and invoices:
+                invoice = invoices[index % len(invoices)]
+                lines = [InvoiceLineInput(description="Corrected", quantity=1, unit_price=amount)]
+                if invoice.status == InvoiceStatus.UNPAID:
+                    invoice_lines_replace(invoice=invoice, lines=lines, by=None)
+                else:
+                    with self.assertRaises(InvoiceValidationError):
+                        invoice_lines_replace(invoice=invoice, lines=lines, by=None)
             elif operation == "void" and invoices:
                 with contextlib.suppress(InvoiceAlreadyVoidError):  # voiding twice is refused; fine here
                     invoice_void(invoice=invoices[index % len(invoices)], reason="property test", by=None)
             self._assert_invariants(customers, today)
 
     @staticmethod
-    def _pay(reference, amount, number):
+    def _pay(reference, amount, number, days):
         payment_receive(
             amount=amount,
             reference=reference,
-            received_at=timezone.now(),
+            received_at=timezone.now() - timedelta(days=days),
             source="prop",
             source_id=f"P{number}",
         )
@@ -92,5 +111,6 @@ class ReceivablesProperties(TestCase):
             open_due = sum((i.balance_due for i in Invoice.objects.filter(customer=customer)), Decimal(0))
             assert position.owed == open_due
             assert position.credit >= 0
-            statement = customer_statement_get(customer=customer, start=today - timedelta(days=1), end=today)
+            assert position.credit == 0 or position.owed == 0  # credit never sits beside open invoices
+            statement = customer_statement_get(customer=customer, start=today - timedelta(days=90), end=today)
             assert statement.closing_balance == position.balance
