@@ -8,16 +8,17 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from customers.admin import CustomerAdmin
 from customers.models import Customer
 from invoices.exceptions import ReceivablesError
 from invoices.forms import InvoiceForm, InvoiceLineFormSet, ReasonForm
-from invoices.models import Allocation, Invoice, InvoiceLine, Payment
-from invoices.services import InvoiceLineInput, invoice_create, invoice_void
+from invoices.models import Allocation, Invoice, InvoiceLine, InvoiceStatus, Payment
+from invoices.services import InvoiceLineInput, invoice_create, invoice_lines_replace, invoice_void
 from kellyos.money import format_kes
 
 
@@ -102,6 +103,7 @@ class InvoiceAdmin(admin.ModelAdmin[Invoice]):
     date_hierarchy = "issue_date"
     fields = (
         "number",
+        "correct_lines",
         "customer",
         "issue_date",
         "due_date",
@@ -123,6 +125,55 @@ class InvoiceAdmin(admin.ModelAdmin[Invoice]):
     @admin.display(description="Balance due")
     def balance(self, invoice: Invoice) -> str:
         return format_kes(invoice.balance_due)
+
+    @admin.display(description="Lines")
+    def correct_lines(self, invoice: Invoice) -> str:
+        if invoice.status != InvoiceStatus.UNPAID:
+            return "Fixed: money has been allocated to this invoice (void it to cancel)."
+        url = reverse("admin:invoices_invoice_correct_lines", args=[invoice.pk])
+        return format_html('<a href="{}">Correct the lines</a> (nothing has been paid on it yet)', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        correct = path(
+            "<int:invoice_id>/lines/",
+            self.admin_site.admin_view(self.correct_lines_view),
+            name="invoices_invoice_correct_lines",
+        )
+        return [correct, *super().get_urls()]
+
+    def correct_lines_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
+        """Correct an unpaid invoice's lines through invoice_lines_replace (reverses and reposts it)."""
+        if not self.has_add_permission(request):
+            return HttpResponse(status=403)
+        invoice = get_object_or_404(Invoice, pk=invoice_id)
+        change_url = reverse("admin:invoices_invoice_change", args=[invoice.pk])
+        initial = [
+            {"description": line.description, "quantity": line.quantity, "unit_price": line.unit_price}
+            for line in invoice.lines.all()
+        ]
+        lines = InvoiceLineFormSet(request.POST or None, prefix="lines", initial=initial)
+        error = None
+        if request.method == "POST" and lines.is_valid():
+            assert isinstance(request.user, User)
+            try:
+                invoice = invoice_lines_replace(invoice=invoice, lines=_line_inputs(lines), by=request.user)
+            except ReceivablesError as exc:
+                error = str(exc)
+            else:
+                self.message_user(
+                    request, f"{invoice.number} corrected: total now {format_kes(invoice.total)}."
+                )
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Correct the lines of {invoice.number}",
+            "opts": self.model._meta,
+            "invoice": invoice,
+            "lines": lines,
+            "error": error,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/invoices/invoice/lines.html", context)
 
     def has_change_permission(self, request: HttpRequest, obj: Invoice | None = None) -> bool:
         return False
@@ -146,15 +197,7 @@ class InvoiceAdmin(admin.ModelAdmin[Invoice]):
                     customer=form.cleaned_data["customer"],
                     issue_date=form.cleaned_data["issue_date"],
                     due_date=form.cleaned_data["due_date"],
-                    lines=[
-                        InvoiceLineInput(
-                            description=line["description"],
-                            quantity=line["quantity"],
-                            unit_price=line["unit_price"],
-                        )
-                        for line in lines.cleaned_data
-                        if line
-                    ],
+                    lines=_line_inputs(lines),
                     by=request.user,
                 )
             except ReceivablesError as exc:
@@ -195,6 +238,16 @@ class InvoiceAdmin(admin.ModelAdmin[Invoice]):
             else:
                 self.message_user(request, f"{invoice} voided.", messages.SUCCESS)
         return None
+
+
+def _line_inputs(lines: Any) -> list[InvoiceLineInput]:
+    return [
+        InvoiceLineInput(
+            description=line["description"], quantity=line["quantity"], unit_price=line["unit_price"]
+        )
+        for line in lines.cleaned_data
+        if line
+    ]
 
 
 @admin.register(Payment)

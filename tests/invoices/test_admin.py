@@ -132,3 +132,53 @@ def test_payments_and_allocations_are_listed_read_only(admin_client):
     ).content.decode()
     assert invoice.number in detail
     assert admin_client.get(reverse("admin:invoices_allocation_changelist")).status_code == 200
+
+
+def test_an_unpaid_invoices_lines_can_be_corrected_in_the_admin(admin_client):
+    invoice = InvoiceFactory(amount=Decimal("1000.00"))
+    page = admin_client.get(reverse("admin:invoices_invoice_change", args=[invoice.pk])).content.decode()
+    url = reverse("admin:invoices_invoice_correct_lines", args=[invoice.pk])
+    assert url in page
+    form = admin_client.get(url).content.decode()
+    assert "School fees" in form
+    response = admin_client.post(
+        url,
+        {
+            "lines-TOTAL_FORMS": "4",
+            "lines-INITIAL_FORMS": "1",
+            "lines-MIN_NUM_FORMS": "1",
+            "lines-MAX_NUM_FORMS": "1000",
+            "lines-0-description": "School fees",
+            "lines-0-quantity": "1",
+            "lines-0-unit_price": "900",
+            "lines-1-description": "Swimming",
+            "lines-1-quantity": "2",
+            "lines-1-unit_price": "150",
+        },
+    )
+    assert response.status_code == 302
+    invoice.refresh_from_db()
+    assert invoice.total == Decimal("1200.00") and invoice.lines.count() == 2
+
+
+def test_a_paid_invoice_offers_no_correction(admin_client):
+    invoice = InvoiceFactory(amount=Decimal("1000.00"))
+    pay(invoice.number, "10.00")
+    page = admin_client.get(reverse("admin:invoices_invoice_change", args=[invoice.pk])).content.decode()
+    assert "Correct the lines" not in page and "void it to cancel" in page
+    url = reverse("admin:invoices_invoice_correct_lines", args=[invoice.pk])
+    response = admin_client.post(
+        url,
+        {
+            "lines-TOTAL_FORMS": "1",
+            "lines-INITIAL_FORMS": "1",
+            "lines-MIN_NUM_FORMS": "1",
+            "lines-MAX_NUM_FORMS": "1000",
+            "lines-0-description": "Cheaper",
+            "lines-0-quantity": "1",
+            "lines-0-unit_price": "1",
+        },
+    )
+    assert "only unpaid invoices can be corrected" in response.content.decode()
+    invoice.refresh_from_db()
+    assert invoice.total == Decimal("1000.00")

@@ -9,6 +9,7 @@ from ledger.models import JournalEntry
 from ledger.selectors import account_balance
 from ledger.services import journal_entry_reverse
 from tests.factories import UserFactory
+from tests.invoices.factories import InvoiceFactory
 from tests.ledger.factories import PostedEntryFactory
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +104,19 @@ def test_reversing_a_reversal_is_flagged_before_it_is_posted(admin_client):
     reversal = journal_entry_reverse(entry=entry, reason="mistake", by=None)
     page = admin_client.post(CHANGELIST, {"action": "reverse_entries", "_selected_action": [reversal.pk]})
     assert f"puts JE-{entry.pk} back in force" in page.content.decode()
+
+
+def test_entries_that_belong_to_an_invoice_or_payment_are_not_reversed_from_the_ledger(admin_client):
+    invoice = InvoiceFactory()
+    done = admin_client.post(
+        CHANGELIST,
+        {
+            "action": "reverse_entries",
+            "_selected_action": [invoice.journal_entry_id],
+            "confirm": "yes",
+            "reason": "trying",
+        },
+        follow=True,
+    )
+    assert f"books invoice {invoice.number}: correct it there" in done.content.decode()
+    assert not JournalEntry.objects.filter(reverses_id=invoice.journal_entry_id).exists()
