@@ -250,8 +250,21 @@ def _line_inputs(lines: Any) -> list[InvoiceLineInput]:
     ]
 
 
+class RecordsOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Payments and allocations are written by the services only; here they are read."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin[Payment]):
+class PaymentAdmin(RecordsOnlyAdmin):
     list_display = [
         "source_id",
         "source",
@@ -268,28 +281,10 @@ class PaymentAdmin(admin.ModelAdmin[Payment]):
     date_hierarchy = "received_at"
     inlines = [PaymentAllocationInline]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
-        return False
-
 
 @admin.register(Allocation)
-class AllocationAdmin(admin.ModelAdmin[Allocation]):
+class AllocationAdmin(RecordsOnlyAdmin):
     list_display = ["id", "created_at", "kind", "invoice", "payment", "amount"]
     list_filter = ["kind", "created_at"]
     search_fields = ["invoice__number", "payment__source_id", "invoice__customer__code"]
     list_select_related = ["invoice", "payment"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Allocation | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Allocation | None = None) -> bool:
-        return False
