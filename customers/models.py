@@ -11,6 +11,9 @@ class Customer(models.Model):
     code = models.CharField(max_length=20, unique=True, blank=True, editable=False)
     name = models.CharField(max_length=200)
     phone = models.CharField(max_length=12, blank=True, help_text="2547XXXXXXXX or 2541XXXXXXXX")
+    # SHA-256 of the phone as M-Pesa v1 callbacks hash the payer's number, so a payment whose
+    # account number is unknown can still suggest who paid.
+    phone_sha256 = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     is_active = models.BooleanField(default=True)

@@ -1,3 +1,5 @@
+import hashlib
+
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -21,7 +23,7 @@ def customer_update(*, customer: Customer, name: str, phone: str, email: str, is
     fields = _validated(name=name, phone=phone, email=email)
     for field, value in {**fields, "is_active": is_active}.items():
         setattr(customer, field, value)
-    customer.save(update_fields=["name", "phone", "email", "is_active"])
+    customer.save(update_fields=["name", "phone", "phone_sha256", "email", "is_active"])
     return customer
 
 
@@ -44,4 +46,9 @@ def _validated(*, name: str, phone: str, email: str) -> dict[str, str]:
             errors["email"] = f"{email!r} is not an email address."
     if errors:
         raise CustomerValidationError(errors)
-    return {"name": name, "phone": normalised_phone, "email": email}
+    return {
+        "name": name,
+        "phone": normalised_phone,
+        "phone_sha256": hashlib.sha256(normalised_phone.encode()).hexdigest() if normalised_phone else "",
+        "email": email,
+    }

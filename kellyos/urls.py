@@ -4,6 +4,7 @@ from django.urls import path
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
+from mpesa.api.views import C2BConfirmationApi, C2BValidationApi
 
 admin.site.site_header = "Kelly OS"
 admin.site.site_title = "Kelly OS"
@@ -19,4 +20,7 @@ urlpatterns = [
         name="api-customer-statement",
     ),
     path("api/invoices", InvoiceListCreateApi.as_view(), name="api-invoices"),
+    # Safaricom refuses callback URLs containing "mpesa", "safaricom", "query", "sql", "cmd", "exe".
+    path("api/webhooks/c2b/<str:token>/validation", C2BValidationApi.as_view(), name="c2b-validation"),
+    path("api/webhooks/c2b/<str:token>/confirmation", C2BConfirmationApi.as_view(), name="c2b-confirmation"),
 ]

@@ -159,39 +159,38 @@ LOGGING = {
 INVOICE_MAX_BACKDATE_DAYS = env.int("INVOICE_MAX_BACKDATE_DAYS", default=60)
 
 # M-Pesa (Daraja). Used by the mpesa app; see .env.example for what each one means.
-MPESA_ENVIRONMENT = env.str("MPESA_ENVIRONMENT", default="sandbox")
-MPESA_BASE_URL = env.str(
-    "MPESA_BASE_URL",
-    default="https://api.safaricom.co.ke"
-    if MPESA_ENVIRONMENT == "production"
-    else "https://sandbox.safaricom.co.ke",
+MPESA_ENV = env.str("MPESA_ENV", default="sandbox")
+if MPESA_ENV not in {"sandbox", "production"}:
+    raise ImproperlyConfigured(f"MPESA_ENV must be sandbox or production, not {MPESA_ENV!r}.")
+MPESA_API_BASE = env.str(
+    "MPESA_API_BASE",
+    default="https://api.safaricom.co.ke" if MPESA_ENV == "production" else "https://sandbox.safaricom.co.ke",
 )
 MPESA_CONSUMER_KEY = env.str("MPESA_CONSUMER_KEY", default="")
 MPESA_CONSUMER_SECRET = env.str("MPESA_CONSUMER_SECRET", default="")
 MPESA_SHORTCODE = env.str("MPESA_SHORTCODE", default="600000")
 MPESA_PASSKEY = env.str("MPESA_PASSKEY", default="")
-MPESA_CALLBACK_BASE_URL = env.str("MPESA_CALLBACK_BASE_URL", default="")
-MPESA_WEBHOOK_TOKEN = env.str("MPESA_WEBHOOK_TOKEN", default="")
+MPESA_C2B_VERSION = env.str("MPESA_C2B_VERSION", default="v2")
+MPESA_C2B_RESPONSE_TYPE = env.str("MPESA_C2B_RESPONSE_TYPE", default="Completed")
+MPESA_CALLBACK_BASE_URL = env.str("MPESA_CALLBACK_BASE_URL", default="http://127.0.0.1:8000" if DEBUG else "")
+MPESA_WEBHOOK_TOKEN = env.str(
+    "MPESA_WEBHOOK_TOKEN", default="local-development-webhook-token" if DEBUG else ""
+)
+_SAFARICOM_CALLBACK_IPS = [
+    "196.201.214.200", "196.201.214.206", "196.201.213.114", "196.201.214.207",
+    "196.201.214.208", "196.201.213.44", "196.201.212.127", "196.201.212.138",
+    "196.201.212.129", "196.201.212.136", "196.201.212.74", "196.201.212.69",
+]  # fmt: skip
+# In development the fake Daraja and `mpesa_simulate --direct` call from this machine.
 MPESA_ALLOWED_IPS = env.list(
-    "MPESA_ALLOWED_IPS",
-    default=[
-        "196.201.214.200",
-        "196.201.214.206",
-        "196.201.213.114",
-        "196.201.214.207",
-        "196.201.214.208",
-        "196.201.213.44",
-        "196.201.212.127",
-        "196.201.212.138",
-        "196.201.212.129",
-        "196.201.212.136",
-        "196.201.212.74",
-        "196.201.212.69",
-    ],
+    "MPESA_ALLOWED_IPS", default=_SAFARICOM_CALLBACK_IPS + (["127.0.0.1", "::1"] if DEBUG else [])
 )
 MPESA_TRUSTED_PROXIES = env.list("MPESA_TRUSTED_PROXIES", default=[])
 MPESA_MAX_TRANSACTION = env.str("MPESA_MAX_TRANSACTION", default="250000.00")
 MPESA_DAILY_CUSTOMER_LIMIT = env.str("MPESA_DAILY_CUSTOMER_LIMIT", default="500000.00")
+MPESA_REJECT_UNKNOWN_ACCOUNTS = env.bool("MPESA_REJECT_UNKNOWN_ACCOUNTS", default=True)
+MPESA_WEBHOOK_MAX_BODY = env.int("MPESA_WEBHOOK_MAX_BODY", default=16384)
+MPESA_HTTP_TIMEOUT = env.float("MPESA_HTTP_TIMEOUT", default=10.0)
 MPESA_INITIATOR_NAME = env.str("MPESA_INITIATOR_NAME", default="")
 MPESA_INITIATOR_PASSWORD = env.str("MPESA_INITIATOR_PASSWORD", default="")
 MPESA_CERTIFICATE_PATH = env.str("MPESA_CERTIFICATE_PATH", default="")

@@ -1,0 +1,76 @@
+"""Safaricom's C2B callbacks. No session, no CSRF (only here), no DRF parsing: the raw body is logged
+first, in its own committed transaction, then judged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mpesa.api.security import caller_allowed, caller_ip, logger, webhook_token_matches
+from mpesa.callbacks import MalformedCallbackError, c2b_payment_parse
+from mpesa.models import WebhookKind, WebhookLog, WebhookStatus
+from mpesa.services.c2b import c2b_confirmation_book, c2b_validate, webhook_log_close, webhook_log_record
+
+# Headers worth keeping beside the body; cookies and authorisation never come from Safaricom.
+KEPT_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR", "HTTP_HOST")
+
+
+class WebhookApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    kind = ""
+
+    def post(self, request: Request, token: str) -> Response:
+        if not webhook_token_matches(token):
+            raise Http404
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > settings.MPESA_WEBHOOK_MAX_BODY:
+            return Response({"ResultCode": 1, "ResultDesc": "Request body too large"}, status=413)
+        body = request.body
+        if len(body) > settings.MPESA_WEBHOOK_MAX_BODY:  # sent without a length, or lying about it
+            return Response({"ResultCode": 1, "ResultDesc": "Request body too large"}, status=413)
+        source_ip = caller_ip(request)
+        headers = {key: str(request.META[key]) for key in KEPT_HEADERS if key in request.META}
+        log = webhook_log_record(kind=self.kind, body=body, headers=headers, source_ip=source_ip)
+        if not caller_allowed(source_ip):
+            logger.warning("Refused %s callback #%s from %s", self.kind, log.pk, source_ip)
+            webhook_log_close(
+                log=log, status=WebhookStatus.REFUSED, detail=f"Caller {source_ip} is not allowed."
+            )
+            return Response({"ResultCode": 1, "ResultDesc": "Forbidden"}, status=403)
+        return self.handle(log, body)
+
+    def handle(self, log: WebhookLog, body: bytes) -> Response:
+        raise NotImplementedError
+
+
+class C2BValidationApi(WebhookApi):
+    """POST /api/webhooks/c2b/<token>/validation: accept or reject before M-Pesa completes a payment."""
+
+    kind = WebhookKind.C2B_VALIDATION
+
+    def handle(self, log: WebhookLog, body: bytes) -> Response:
+        code, description = c2b_validate(log=log)
+        return Response({"ResultCode": code, "ResultDesc": description})
+
+
+class C2BConfirmationApi(WebhookApi):
+    """POST /api/webhooks/c2b/<token>/confirmation: the money has moved; book it exactly once."""
+
+    kind = WebhookKind.C2B_CONFIRMATION
+
+    def handle(self, log: WebhookLog, body: bytes) -> Response:
+        try:
+            payment = c2b_payment_parse(body)
+        except MalformedCallbackError as exc:
+            webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=str(exc))
+            return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {exc}"}, status=400)
+        # The raw body is committed: even if booking fails now, the retry books it, so Safaricom
+        # is told the receipt is ours either way.
+        c2b_confirmation_book(log=log, payment=payment)
+        return Response({"ResultCode": 0, "ResultDesc": "Success"})

@@ -1,0 +1,105 @@
+"""Reading what Safaricom POSTs. Defensive: fields arrive as strings or numbers, names may be empty,
+the MSISDN is masked (v2) or hashed (v1), and amounts are Decimal from the first byte."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kellyos.money import InvalidAmountError, to_kes
+
+NAIROBI = ZoneInfo("Africa/Nairobi")
+_TRANS_ID = re.compile(r"^[A-Za-z0-9]{1,30}$", re.ASCII)
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$", re.ASCII)
+
+
+class MalformedCallbackError(ValueError):
+    """The body is not a payment Safaricom could have sent; the message says why."""
+
+
+@dataclass(frozen=True)
+class C2BPayment:
+    trans_id: str
+    trans_time: datetime | None  # None when TransTime is missing or unreadable
+    amount: Decimal
+    business_short_code: str
+    bill_ref_number: str
+    invoice_number: str
+    transaction_type: str
+    org_account_balance: Decimal | None
+    third_party_trans_id: str
+    msisdn: str
+    first_name: str
+    middle_name: str
+    last_name: str
+
+    @property
+    def payer_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.middle_name, self.last_name) if part)
+
+    @property
+    def msisdn_sha256(self) -> str | None:
+        """The v1 payload carries SHA-256(2547XXXXXXXX) in hex instead of the number."""
+        return self.msisdn.lower() if _SHA256_HEX.match(self.msisdn) else None
+
+
+def c2b_payment_parse(body: bytes) -> C2BPayment:
+    try:
+        data = json.loads(body, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedCallbackError("The body is not JSON.") from exc
+    if not isinstance(data, dict):
+        raise MalformedCallbackError("The body is not a JSON object.")
+    trans_id = _text(data.get("TransID"))
+    if not trans_id:
+        raise MalformedCallbackError("There is no TransID.")
+    if not _TRANS_ID.match(trans_id):
+        raise MalformedCallbackError(f"TransID {trans_id[:40]!r} is not an M-Pesa receipt number.")
+    try:
+        amount = to_kes(_text(data.get("TransAmount")))
+    except InvalidAmountError as exc:
+        raise MalformedCallbackError(f"TransAmount is not an amount: {exc}") from exc
+    if amount <= 0:
+        raise MalformedCallbackError(f"TransAmount must be positive, not {amount}.")
+    return C2BPayment(
+        trans_id=trans_id,
+        trans_time=_trans_time(_text(data.get("TransTime"))),
+        amount=amount,
+        business_short_code=_text(data.get("BusinessShortCode")),
+        bill_ref_number=_text(data.get("BillRefNumber"))[:100],
+        invoice_number=_text(data.get("InvoiceNumber"))[:100],
+        transaction_type=_text(data.get("TransactionType"))[:50],
+        org_account_balance=_optional_amount(data.get("OrgAccountBalance")),
+        third_party_trans_id=_text(data.get("ThirdPartyTransID"))[:100],
+        msisdn=_text(data.get("MSISDN"))[:100],
+        first_name=_text(data.get("FirstName"))[:60],
+        middle_name=_text(data.get("MiddleName"))[:60],
+        last_name=_text(data.get("LastName"))[:60],
+    )
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, bool | dict | list):
+        return ""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return str(value.quantize(Decimal(1)))  # 600966.0 is shortcode 600966
+    return str(value).strip()
+
+
+def _trans_time(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
+    except ValueError:
+        return None
+
+
+def _optional_amount(value: Any) -> Decimal | None:
+    try:
+        return to_kes(_text(value))
+    except InvalidAmountError:
+        return None

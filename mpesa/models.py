@@ -1,0 +1,191 @@
+"""What Safaricom sends us and what we made of it.
+
+A webhook log row is written, and committed, before anything else happens to a callback, so none is
+ever lost. A receipt is the M-Pesa payment itself: one row per TransID, whatever number of times
+Safaricom (or a retry, or a pull) delivers it.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from customers.models import Customer
+from invoices.models import Payment
+from ledger.models import JournalEntry
+
+
+class WebhookKind(models.TextChoices):
+    C2B_VALIDATION = "c2b_validation", "C2B validation"
+    C2B_CONFIRMATION = "c2b_confirmation", "C2B confirmation"
+
+
+class WebhookStatus(models.TextChoices):
+    RECEIVED = "RECEIVED", "Received, not yet processed"
+    PROCESSED = "PROCESSED", "Processed"
+    DUPLICATE = "DUPLICATE", "Duplicate of a booked receipt"
+    CONFLICT = "CONFLICT", "Repeated receipt with different details"
+    REJECTED = "REJECTED", "Rejected: not a payment"
+    REFUSED = "REFUSED", "Refused: caller not allowed"
+    FAILED = "FAILED", "Failed: to be retried"
+
+
+class WebhookLog(models.Model):
+    kind = models.CharField(max_length=30, choices=WebhookKind.choices)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    headers = models.JSONField(default=dict)
+    body = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=WebhookStatus.choices, default=WebhookStatus.RECEIVED)
+    detail = models.TextField(
+        blank=True, help_text="Why it was rejected, refused or failed; what was answered."
+    )
+    trans_id = models.CharField(max_length=30, blank=True, db_index=True)
+    receipt = models.ForeignKey(
+        "MpesaReceipt", null=True, blank=True, on_delete=models.PROTECT, related_name="webhook_logs"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["status", "kind"], name="mpesa_webhooklog_failed_idx", condition=Q(status="FAILED")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} {self.trans_id}".strip()
+
+
+class ReceiptStatus(models.TextChoices):
+    ALLOCATED = "ALLOCATED", "Allocated to invoices"
+    PARTLY_ALLOCATED = "PARTLY_ALLOCATED", "Partly allocated, rest credit"
+    CREDIT = "CREDIT", "Customer credit"
+    UNALLOCATED = "UNALLOCATED", "Unallocated (suspense)"
+
+
+class UnallocatedReason(models.TextChoices):
+    UNKNOWN_REFERENCE = "UNKNOWN_REFERENCE", "Account number matches no invoice or customer"
+    OVER_TRANSACTION_LIMIT = "OVER_TRANSACTION_LIMIT", "Over the per-transaction maximum"
+    OVER_DAILY_LIMIT = "OVER_DAILY_LIMIT", "Over the customer's daily limit"
+    WRONG_SHORTCODE = "WRONG_SHORTCODE", "Paid to another shortcode"
+
+
+class ReceiptSource(models.TextChoices):
+    C2B = "C2B", "C2B confirmation"
+
+
+class MpesaReceipt(models.Model):
+    trans_id = models.CharField(max_length=30, help_text="The M-Pesa receipt number (TransID).")
+    trans_time = models.DateTimeField(
+        help_text="When M-Pesa completed the payment (TransTime, Nairobi time)."
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    business_short_code = models.CharField(max_length=20)
+    bill_ref_number = models.CharField(max_length=100, blank=True)
+    invoice_number = models.CharField(max_length=100, blank=True)
+    transaction_type = models.CharField(max_length=50, blank=True)
+    org_account_balance = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    third_party_trans_id = models.CharField(max_length=100, blank=True)
+    msisdn = models.CharField(
+        max_length=100, blank=True, help_text="As sent: masked (v2) or a SHA-256 hash (v1)."
+    )
+    payer_name = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=10, choices=ReceiptSource.choices, default=ReceiptSource.C2B)
+    status = models.CharField(max_length=20, choices=ReceiptStatus.choices)
+    unallocated_reason = models.CharField(max_length=30, choices=UnallocatedReason.choices, blank=True)
+    unallocated_detail = models.TextField(blank=True)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="mpesa_receipts"
+    )
+    suggested_customer = models.ForeignKey(
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="A known customer whose phone hashes to the payer's hashed MSISDN.",
+    )
+    payment = models.OneToOneField(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="mpesa_receipt"
+    )
+    suspense_entry = models.ForeignKey(
+        JournalEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-trans_time", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["trans_id"], name="mpesa_mpesareceipt_one_per_trans_id"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_mpesareceipt_amount_positive"),
+            models.CheckConstraint(
+                condition=(Q(status=ReceiptStatus.UNALLOCATED) & ~Q(unallocated_reason=""))
+                | (~Q(status=ReceiptStatus.UNALLOCATED) & Q(payment__isnull=False)),
+                name="mpesa_mpesareceipt_booked_somewhere",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "trans_time"], name="mpesa_receipt_customer_day_idx"),
+            models.Index(
+                fields=["status", "trans_time"],
+                name="mpesa_receipt_unallocated_idx",
+                condition=Q(status="UNALLOCATED"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.trans_id
+
+
+class UnallocatedReceipt(MpesaReceipt):
+    """The suspense queue: receipts no one has been matched to yet."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "unallocated receipt"
+
+
+class ReceiptConflict(models.Model):
+    """A TransID delivered again with a different amount, account number or shortcode. Nothing more is
+    booked; a person must look at it."""
+
+    receipt = models.ForeignKey(MpesaReceipt, on_delete=models.PROTECT, related_name="conflicts")
+    webhook_log = models.ForeignKey(WebhookLog, on_delete=models.PROTECT, related_name="+")
+    differences = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.receipt.trans_id}: {self.differences[:60]}"
+
+
+class DarajaAccessToken(models.Model):
+    """The one OAuth token all workers share: each new token Safaricom issues invalidates the last."""
+
+    api_base = models.CharField(max_length=200)
+    consumer_key = models.CharField(max_length=200)
+    token = models.CharField(max_length=500, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_base", "consumer_key"], name="mpesa_darajaaccesstoken_one_per_app"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_base} ({self.consumer_key[:6]}…)"

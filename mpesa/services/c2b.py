@@ -1,0 +1,336 @@
+"""C2B: validation answers, booking confirmations exactly once, suspense, retries and assignment.
+
+A confirmation means the money has already moved: it is never refused. It is booked to the invoice
+or customer its account number names, or else to 2200 Unallocated M-Pesa Receipts with a reason a
+clerk can act on. One receipt per TransID: a transaction-scoped advisory lock on the TransID makes
+concurrent deliveries wait for the first, and the unique constraint on the receipt is the guarantee.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from customers.models import Customer
+from customers.selectors import customer_get_for_update
+from invoices.models import Payment
+from kellyos.money import ZERO, to_kes
+from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
+from ledger.models import CauseKind
+from ledger.services import JournalLineInput, journal_entry_post
+from mpesa.callbacks import NAIROBI, C2BPayment, MalformedCallbackError, c2b_payment_parse
+from mpesa.exceptions import ReceiptAssignmentError
+from mpesa.models import (
+    MpesaReceipt,
+    ReceiptConflict,
+    ReceiptStatus,
+    UnallocatedReason,
+    WebhookKind,
+    WebhookLog,
+    WebhookStatus,
+)
+from mpesa.references import ReferenceKind, ReferenceMatch, reference_match
+
+logger = logging.getLogger(__name__)
+
+# First key of the advisory locks that serialise deliveries of one TransID.
+TRANS_ID_LOCK_SPACE = 2200
+ACCEPTED = ("0", "Accepted")
+REJECT_ACCOUNT = ("C2B00012", "Invalid Account Number")
+REJECT_AMOUNT = ("C2B00013", "Invalid Amount")
+REJECT_SHORTCODE = ("C2B00015", "Invalid Shortcode")
+REJECT_OTHER = ("C2B00016", "Other Error")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a receipt goes: booked through a reference kind, or held in suspense with a reason."""
+
+    reason: str = ""
+    detail: str = ""
+    suggested_customer: Customer | None = None
+    booking: tuple[ReferenceKind, ReferenceMatch] | None = None
+
+
+def webhook_log_record(
+    *, kind: str, body: bytes, headers: dict[str, str], source_ip: str | None
+) -> WebhookLog:
+    """Write the raw callback in its own committed transaction, before anything else is tried."""
+    with transaction.atomic(durable=True):
+        return WebhookLog.objects.create(
+            kind=kind,
+            body=body.decode("utf-8", errors="replace"),
+            headers=headers,
+            source_ip=source_ip,
+        )
+
+
+def webhook_log_close(*, log: WebhookLog, status: str, detail: str = "", trans_id: str = "") -> None:
+    WebhookLog.objects.filter(pk=log.pk).update(
+        status=status, detail=detail, trans_id=trans_id or log.trans_id, processed_at=timezone.now()
+    )
+
+
+def c2b_validate(*, log: WebhookLog) -> tuple[str, str]:
+    """Accept or reject a payment before M-Pesa completes it: only fast, indexed reads."""
+    try:
+        payment = c2b_payment_parse(log.body.encode())
+    except MalformedCallbackError as exc:
+        webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=f"Answered C2B00016: {exc}")
+        return REJECT_OTHER
+    answer = _validation_answer(payment)
+    webhook_log_close(
+        log=log,
+        status=WebhookStatus.PROCESSED,
+        detail=f"Answered {answer[0]} {answer[1]}",
+        trans_id=payment.trans_id,
+    )
+    return answer
+
+
+def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
+    """Book a confirmation exactly once. A failure leaves nothing booked and the log FAILED for retry."""
+    try:
+        with transaction.atomic():
+            status, detail, receipt = _receipt_book(log=log, payment=payment)
+            WebhookLog.objects.filter(pk=log.pk).update(
+                status=status,
+                detail=detail,
+                trans_id=payment.trans_id,
+                receipt=receipt,
+                attempts=F("attempts") + 1,
+                processed_at=timezone.now(),
+            )
+    except Exception as exc:  # anything at all: the raw log is safe, and the retry books it later
+        logger.exception("Booking M-Pesa confirmation %s failed; it will be retried", payment.trans_id)
+        WebhookLog.objects.filter(pk=log.pk).update(
+            status=WebhookStatus.FAILED,
+            detail=f"{type(exc).__name__}: {exc}"[:2000],
+            trans_id=payment.trans_id,
+            attempts=F("attempts") + 1,
+        )
+    log.refresh_from_db()
+    return log
+
+
+def c2b_retry_failed(*, logs: Any = None) -> list[WebhookLog]:
+    """Book again every confirmation whose processing failed (or the given logs). Safe to run at any
+    time, by any number of processes: a receipt is booked once whatever happens."""
+    candidates = (
+        logs
+        if logs is not None
+        else WebhookLog.objects.filter(kind=WebhookKind.C2B_CONFIRMATION, status=WebhookStatus.FAILED)
+    )
+    results = []
+    for log in candidates.filter(kind=WebhookKind.C2B_CONFIRMATION).order_by("pk"):
+        try:
+            payment = c2b_payment_parse(log.body.encode())
+        except MalformedCallbackError as exc:
+            webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=str(exc))
+            log.refresh_from_db()
+        else:
+            log = c2b_confirmation_book(log=log, payment=payment)
+        results.append(log)
+    return results
+
+
+def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) -> MpesaReceipt:
+    """A clerk names the invoice or customer a suspense receipt belongs to: DR 2200 Unallocated /
+    CR Accounts Receivable or Customer Credit, through the receivables service."""
+    found = reference_match(reference)
+    if found is None:
+        raise ReceiptAssignmentError(f"No invoice or customer matches {reference!r}.")
+    kind, match = found
+    with transaction.atomic():
+        receipt = MpesaReceipt.objects.select_for_update().get(pk=receipt.pk)
+        if receipt.status != ReceiptStatus.UNALLOCATED:
+            raise ReceiptAssignmentError(
+                f"Receipt {receipt.trans_id} is already {receipt.get_status_display()}."
+            )
+        payment = kind.book(
+            match=match,
+            reference=reference,
+            amount=receipt.amount,
+            received_at=min(receipt.trans_time, timezone.now()),
+            trans_id=receipt.trans_id,
+            received_into=UNALLOCATED_RECEIPTS,
+        )
+        receipt.payment = payment
+        receipt.customer_id = payment.customer_id
+        receipt.status = _status_of(payment)
+        receipt.assigned_at = timezone.now()
+        receipt.assigned_by = by
+        receipt.save(update_fields=["payment", "customer", "status", "assigned_at", "assigned_by"])
+    return receipt
+
+
+def conflict_review(*, conflict: ReceiptConflict, note: str, by: User | None) -> ReceiptConflict:
+    conflict.reviewed_at = timezone.now()
+    conflict.reviewed_by = by
+    conflict.review_note = note.strip()
+    conflict.save(update_fields=["reviewed_at", "reviewed_by", "review_note"])
+    return conflict
+
+
+def _receipt_book(*, log: WebhookLog, payment: C2BPayment) -> tuple[str, str, MpesaReceipt]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [TRANS_ID_LOCK_SPACE, payment.trans_id]
+        )
+    first = MpesaReceipt.objects.filter(trans_id=payment.trans_id).first()
+    if first is not None:
+        differences = _differences(first, payment)
+        if not differences:
+            return (
+                WebhookStatus.DUPLICATE,
+                f"Already booked from an earlier delivery: {first.get_status_display()}.",
+                first,
+            )
+        ReceiptConflict.objects.create(receipt=first, webhook_log=log, differences="; ".join(differences))
+        return (
+            WebhookStatus.CONFLICT,
+            "Repeated TransID with different details: " + "; ".join(differences),
+            first,
+        )
+
+    received_at = min(payment.trans_time or timezone.now(), timezone.now())
+    receipt = MpesaReceipt(
+        trans_id=payment.trans_id,
+        trans_time=received_at,
+        amount=payment.amount,
+        business_short_code=payment.business_short_code,
+        bill_ref_number=payment.bill_ref_number,
+        invoice_number=payment.invoice_number,
+        transaction_type=payment.transaction_type,
+        org_account_balance=payment.org_account_balance,
+        third_party_trans_id=payment.third_party_trans_id,
+        msisdn=payment.msisdn,
+        payer_name=payment.payer_name,
+    )
+    route = _route(payment, received_at=received_at)
+    if route.booking is None:
+        receipt.status = ReceiptStatus.UNALLOCATED
+        receipt.unallocated_reason = route.reason or UnallocatedReason.UNKNOWN_REFERENCE
+        receipt.unallocated_detail = (
+            route.detail or f"Account number {payment.bill_ref_number!r} matches nothing."
+        )
+        receipt.suggested_customer = route.suggested_customer
+        receipt.suspense_entry = journal_entry_post(
+            memo=f"M-Pesa {payment.trans_id} held in suspense: {receipt.unallocated_detail}"[:255],
+            lines=[
+                JournalLineInput(account=MPESA_CASH, debit=payment.amount),
+                JournalLineInput(account=UNALLOCATED_RECEIPTS, credit=payment.amount),
+            ],
+            cause_kind=CauseKind.RECEIPT,
+            cause_id=payment.trans_id,
+            posted_at=received_at,
+        )
+    else:
+        kind, match = route.booking
+        booked = kind.book(
+            match=match,
+            reference=payment.bill_ref_number,
+            amount=payment.amount,
+            received_at=received_at,
+            trans_id=payment.trans_id,
+            received_into=MPESA_CASH,
+        )
+        receipt.payment = booked
+        receipt.customer_id = booked.customer_id
+        receipt.status = _status_of(booked)
+    receipt.save()
+    return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
+
+
+def _route(payment: C2BPayment, *, received_at: datetime) -> Route:
+    """Why this receipt cannot go straight to a customer, if it cannot. Locks the customer row
+    before reading their day's total, so two receipts at once cannot both slip under the limit."""
+    if payment.business_short_code != settings.MPESA_SHORTCODE:
+        return Route(
+            UnallocatedReason.WRONG_SHORTCODE,
+            f"Paid to shortcode {payment.business_short_code!r}, not ours ({settings.MPESA_SHORTCODE}).",
+        )
+    limit = to_kes(settings.MPESA_MAX_TRANSACTION)
+    if payment.amount > limit:
+        return Route(
+            UnallocatedReason.OVER_TRANSACTION_LIMIT, f"KES {payment.amount} is over the KES {limit} maximum."
+        )
+    found = reference_match(payment.bill_ref_number)
+    if found is None:
+        suggestion = _customer_by_phone_hash(payment.msisdn_sha256)
+        detail = f"Account number {payment.bill_ref_number!r} matches no invoice or customer."
+        if suggestion:
+            detail += f" The payer's phone is {suggestion}'s."
+        return Route(UnallocatedReason.UNKNOWN_REFERENCE, detail, suggested_customer=suggestion)
+    customer = customer_get_for_update(found[1].customer_id)
+    daily_limit = to_kes(settings.MPESA_DAILY_CUSTOMER_LIMIT)
+    paid_today = _paid_on(customer=customer, day=received_at.astimezone(NAIROBI).date())
+    if paid_today + payment.amount > daily_limit:
+        return Route(
+            UnallocatedReason.OVER_DAILY_LIMIT,
+            f"{customer} has paid KES {paid_today} today; with KES {payment.amount} more that is over the "
+            f"KES {daily_limit} daily limit.",
+            suggested_customer=customer,
+        )
+    return Route(booking=found)
+
+
+def _validation_answer(payment: C2BPayment) -> tuple[str, str]:
+    if payment.business_short_code != settings.MPESA_SHORTCODE:
+        return REJECT_SHORTCODE
+    if payment.amount != payment.amount.to_integral_value() or not (
+        1 <= payment.amount <= to_kes(settings.MPESA_MAX_TRANSACTION)
+    ):
+        return REJECT_AMOUNT
+    found = reference_match(payment.bill_ref_number)
+    if found is None:
+        return REJECT_ACCOUNT if settings.MPESA_REJECT_UNKNOWN_ACCOUNTS else ACCEPTED
+    customer = Customer.objects.get(pk=found[1].customer_id)
+    today = timezone.localdate()
+    if _paid_on(customer=customer, day=today) + payment.amount > to_kes(settings.MPESA_DAILY_CUSTOMER_LIMIT):
+        return REJECT_AMOUNT
+    return ACCEPTED
+
+
+def _paid_on(*, customer: Customer, day: date) -> Decimal:
+    start = datetime.combine(day, time.min, tzinfo=NAIROBI)
+    total = MpesaReceipt.objects.filter(
+        customer=customer, trans_time__gte=start, trans_time__lt=start + timedelta(days=1)
+    ).aggregate(total=Sum("amount"))["total"]
+    return total or ZERO
+
+
+def _customer_by_phone_hash(msisdn_sha256: str | None) -> Customer | None:
+    if not msisdn_sha256:
+        return None
+    return Customer.objects.filter(phone_sha256=msisdn_sha256).order_by("pk").first()
+
+
+def _differences(first: MpesaReceipt, payment: C2BPayment) -> list[str]:
+    differences = []
+    if first.amount != payment.amount:
+        differences.append(f"amount {payment.amount} (first delivery {first.amount})")
+    if first.bill_ref_number.strip().upper() != payment.bill_ref_number.strip().upper():
+        differences.append(f"account {payment.bill_ref_number!r} (first delivery {first.bill_ref_number!r})")
+    if first.business_short_code != payment.business_short_code:
+        differences.append(
+            f"shortcode {payment.business_short_code!r} (first delivery {first.business_short_code!r})"
+        )
+    return differences
+
+
+def _status_of(payment: Payment) -> str:
+    if payment.allocated_amount == payment.amount:
+        return ReceiptStatus.ALLOCATED
+    if payment.allocated_amount == 0:
+        return ReceiptStatus.CREDIT
+    return ReceiptStatus.PARTLY_ALLOCATED
