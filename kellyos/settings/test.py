@@ -8,3 +8,8 @@ from kellyos.settings.base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECURE_SSL_REDIRECT = False
+
+# The test client and the fake Daraja call from this machine.
+MPESA_WEBHOOK_TOKEN = "test-webhook-token"  # noqa: S105
+MPESA_ALLOWED_IPS = [*MPESA_ALLOWED_IPS, "127.0.0.1"]  # noqa: F405
+MPESA_SHORTCODE = "600000"
