@@ -1,0 +1,186 @@
+"""The Daraja API client (requests). One OAuth token is shared by every worker through the database,
+because each token Safaricom issues invalidates the one before it. Every call has a timeout, an
+invalid-token answer is retried once with a fresh token, and Safaricom's error envelope becomes a
+DarajaError carrying its code and message."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from mpesa.exceptions import MpesaError
+from mpesa.models import DarajaAccessToken
+
+# Error codes Safaricom uses for an expired or unknown token (not 401.003.01: that one means the app
+# lacks the product, and a new token will not help).
+INVALID_TOKEN_CODES = {"404.001.03", "400.003.01"}
+PRODUCT_MISSING_CODE = "401.003.01"
+TOKEN_MARGIN = timedelta(seconds=60)
+
+
+class DarajaError(MpesaError):
+    def __init__(self, code: str, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(f"Daraja {code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+@dataclass
+class DarajaClient:
+    api_base: str
+    consumer_key: str
+    consumer_secret: str
+    timeout: float = 10.0
+    session: requests.Session | None = None
+
+    @classmethod
+    def from_settings(cls) -> DarajaClient:
+        return cls(
+            api_base=settings.MPESA_API_BASE.rstrip("/"),
+            consumer_key=settings.MPESA_CONSUMER_KEY,
+            consumer_secret=settings.MPESA_CONSUMER_SECRET,
+            timeout=settings.MPESA_HTTP_TIMEOUT,
+        )
+
+    # --- C2B -----------------------------------------------------------------------------------
+    def c2b_register_urls(
+        self,
+        *,
+        shortcode: str,
+        confirmation_url: str,
+        validation_url: str,
+        response_type: str = "Completed",
+        version: str = "v2",
+    ) -> dict[str, Any]:
+        return self._call(
+            f"/mpesa/c2b/{_version(version)}/registerurl",
+            {
+                "ShortCode": shortcode,
+                "ResponseType": response_type,
+                "ConfirmationURL": confirmation_url,
+                "ValidationURL": validation_url,
+            },
+        )
+
+    def c2b_simulate(
+        self,
+        *,
+        shortcode: str,
+        amount: Decimal,
+        msisdn: str,
+        bill_ref_number: str,
+        version: str = "v2",
+        command_id: str = "CustomerPayBillOnline",
+    ) -> dict[str, Any]:
+        if amount != amount.to_integral_value():
+            raise DarajaError("amount", "M-Pesa takes whole shillings only.")
+        return self._call(
+            f"/mpesa/c2b/{_version(version)}/simulate",
+            {
+                "ShortCode": int(shortcode),
+                "CommandID": command_id,
+                "Amount": int(amount),
+                "Msisdn": int(msisdn),
+                "BillRefNumber": bill_ref_number,
+            },
+        )
+
+    # --- plumbing ------------------------------------------------------------------------------
+    def access_token(self, *, stale: str | None = None) -> str:
+        """The shared token; a new one only when it is (nearly) expired or `stale` was refused."""
+        current = DarajaAccessToken.objects.filter(
+            api_base=self.api_base, consumer_key=self.consumer_key
+        ).first()
+        if current and self._usable(current, stale):
+            return current.token
+        row, _ = DarajaAccessToken.objects.get_or_create(
+            api_base=self.api_base, consumer_key=self.consumer_key
+        )
+        with transaction.atomic():
+            # One worker asks Safaricom at a time (each new token kills the last); the others wait
+            # here and then use what it got.
+            row = DarajaAccessToken.objects.select_for_update().get(pk=row.pk)
+            if self._usable(row, stale):
+                return row.token
+            token, lifetime = self._fetch_token()
+            row.token = token
+            row.expires_at = timezone.now() + timedelta(seconds=lifetime)
+            row.save(update_fields=["token", "expires_at"])
+            return token
+
+    def _usable(self, row: DarajaAccessToken, stale: str | None) -> bool:
+        fresh = (
+            bool(row.token) and row.expires_at is not None and row.expires_at > timezone.now() + TOKEN_MARGIN
+        )
+        return fresh and row.token != stale
+
+    def _fetch_token(self) -> tuple[str, int]:
+        if not (self.consumer_key and self.consumer_secret):
+            raise DarajaError("config", "MPESA_CONSUMER_KEY and MPESA_CONSUMER_SECRET are not set.")
+        credentials = base64.b64encode(f"{self.consumer_key}:{self.consumer_secret}".encode()).decode()
+        response = self._http(
+            "GET",
+            "/oauth/v1/generate",
+            params={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {credentials}"},
+        )
+        body = self._result(response)
+        try:
+            return str(body["access_token"]), int(str(body.get("expires_in", "3599")))
+        except (KeyError, ValueError) as exc:
+            raise DarajaError("oauth", f"Unexpected token answer: {body}") from exc
+
+    def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        token = self.access_token()
+        response = self._http("POST", path, json=payload, headers={"Authorization": f"Bearer {token}"})
+        if _is_invalid_token(response):
+            token = self.access_token(stale=token)
+            response = self._http("POST", path, json=payload, headers={"Authorization": f"Bearer {token}"})
+        return self._result(response)
+
+    def _http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        session = self.session or requests.Session()
+        try:
+            return session.request(method, f"{self.api_base}{path}", timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise DarajaError("network", f"{method} {path} failed: {exc}") from exc
+
+    @staticmethod
+    def _result(response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "errorCode" in body:
+            raise DarajaError(
+                str(body["errorCode"]), str(body.get("errorMessage", "")), http_status=response.status_code
+            )
+        if response.status_code >= 400 or not isinstance(body, dict):
+            raise DarajaError(
+                f"HTTP {response.status_code}", response.text[:300], http_status=response.status_code
+            )
+        return body
+
+
+def _is_invalid_token(response: requests.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code = str(body.get("errorCode", "")) if isinstance(body, dict) else ""
+    return code in INVALID_TOKEN_CODES or (response.status_code == 401 and code != PRODUCT_MISSING_CODE)
+
+
+def _version(version: str) -> str:
+    if version not in {"v1", "v2"}:
+        raise DarajaError("config", f"MPESA_C2B_VERSION must be v1 or v2, not {version!r}.")
+    return version

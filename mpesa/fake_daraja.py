@@ -1,0 +1,245 @@
+"""A small stand-in for Safaricom's Daraja sandbox, for development and tests (`manage.py fake_daraja`).
+
+It speaks the same HTTP as the real one for what Kelly OS uses: OAuth (each new token invalidates the
+last), C2B Register URL (remembers the URLs, refuses banned words like the real one) and C2B simulate,
+which then POSTs a realistic validation (when a validation URL is registered) and confirmation to
+the registered URLs, as the sandbox does. Everything it called back is kept in `callbacks`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import string
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+from mpesa.callback_urls import BANNED_WORDS
+
+NAIROBI = ZoneInfo("Africa/Nairobi")
+RECEIPT_ALPHABET = string.ascii_uppercase + string.digits
+
+
+@dataclass
+class Callback:
+    kind: str
+    url: str
+    payload: dict[str, Any]
+    status: int | None = None
+    answer: Any = None
+
+
+@dataclass
+class FakeDarajaState:
+    consumer_key: str
+    consumer_secret: str
+    callback_delay: float = 0.2
+    token: str = ""
+    registered: dict[str, dict[str, str]] = field(default_factory=dict)  # shortcode -> URLs
+    callbacks: list[Callback] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeDaraja:
+    """Start with `start()` (background thread) or `serve_forever()`; `url` is its API base."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        consumer_key: str = "fake-key",
+        consumer_secret: str = "fake-secret",  # noqa: S107 - a fake server's own credential
+        callback_delay: float = 0.2,
+    ) -> None:
+        self.state = FakeDarajaState(consumer_key, consumer_secret, callback_delay)
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FakeDaraja:
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        with self.state.lock:
+            return list(self.state.callbacks)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: FakeDarajaState
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet in tests; the management command prints what matters
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != "/oauth/v1/generate":
+            return self._error(404, "404.003.01", "Resource not found")
+        if parse_qs(parts.query).get("grant_type") != ["client_credentials"]:
+            return self._error(400, "400.008.02", "Invalid grant type passed")
+        expected = base64.b64encode(
+            f"{self.state.consumer_key}:{self.state.consumer_secret}".encode()
+        ).decode()
+        if self.headers.get("Authorization") != f"Basic {expected}":
+            return self._error(400, "400.008.01", "Invalid Authentication passed")
+        with self.state.lock:
+            self.state.token = secrets.token_urlsafe(21)[:28]  # the previous token dies here
+            token = self.state.token
+        self._answer(200, {"access_token": token, "expires_in": "3599"})
+
+    def do_POST(self) -> None:
+        if self.headers.get("Authorization") != f"Bearer {self.state.token}" or not self.state.token:
+            return self._error(401, "404.001.03", "Invalid Access Token")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return self._error(400, "400.002.05", "Invalid Request Payload")
+        path = urlsplit(self.path).path
+        for version in ("v1", "v2"):
+            if path == f"/mpesa/c2b/{version}/registerurl":
+                return self._register(body)
+            if path == f"/mpesa/c2b/{version}/simulate":
+                return self._simulate(body, version)
+        return self._error(404, "404.003.01", "Resource not found")
+
+    def _register(self, body: dict[str, Any]) -> None:
+        if body.get("ResponseType") not in {"Completed", "Cancelled"}:
+            return self._error(400, "400.002.05", "Invalid ResponseType")
+        for name in ("ValidationURL", "ConfirmationURL"):
+            url = str(body.get(name, ""))
+            for word in BANNED_WORDS:
+                if word in url.lower():
+                    return self._error(
+                        400, "400.003.02", f"Bad Request - Invalid {name} - URL has the word {word.upper()}"
+                    )
+            if not url.startswith(("http://", "https://")) or " " in url:
+                return self._error(400, "400.003.02", f"Bad Request - Invalid {name}")
+        with self.state.lock:
+            self.state.registered[str(body.get("ShortCode"))] = {
+                "validation": str(body["ValidationURL"]),
+                "confirmation": str(body["ConfirmationURL"]),
+            }
+        self._answer(
+            200,
+            {
+                "OriginatorCoversationID": str(uuid.uuid4()),
+                "ResponseCode": "0",
+                "ResponseDescription": "Success",
+            },
+        )
+
+    def _simulate(self, body: dict[str, Any], version: str) -> None:
+        shortcode = str(body.get("ShortCode", ""))
+        amount = body.get("Amount")
+        if not isinstance(amount, int) or amount < 1:
+            return self._error(400, "400.002.02", "Bad Request - Invalid Amount")
+        with self.state.lock:
+            urls = self.state.registered.get(shortcode)
+        if urls is None:
+            return self._error(400, "400.002.02", f"Bad Request - No URLs registered for {shortcode}")
+        payload = c2b_payment_payload(
+            shortcode=shortcode,
+            amount=amount,
+            account=str(body.get("BillRefNumber") or ""),
+            msisdn=str(body.get("Msisdn", "254708374149")),
+            version=version,
+            buy_goods=body.get("CommandID") == "CustomerBuyGoodsOnline",
+        )
+        threading.Thread(target=_call_back, args=(self.state, urls, payload), daemon=True).start()
+        self._answer(
+            200,
+            {
+                "OriginatorCoversationID": str(uuid.uuid4()),
+                "ResponseCode": "0",
+                "ResponseDescription": "Accept the service request successfully.",
+            },
+        )
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        self._answer(status, {"requestId": str(uuid.uuid4()), "errorCode": code, "errorMessage": message})
+
+
+def c2b_payment_payload(
+    *, shortcode: str, amount: int, account: str, msisdn: str, version: str = "v2", buy_goods: bool = False
+) -> dict[str, Any]:
+    """A confirmation as M-Pesa sends it: fresh receipt number, Nairobi time, string amount, and the
+    payer's number masked (v2) or SHA-256 hashed (v1)."""
+    return {
+        "TransactionType": "Buy Goods" if buy_goods else "Pay Bill",
+        "TransID": "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10)),
+        "TransTime": datetime.now(tz=NAIROBI).strftime("%Y%m%d%H%M%S"),
+        "TransAmount": f"{amount}.00",
+        "BusinessShortCode": shortcode,
+        "BillRefNumber": account,
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "",
+        "ThirdPartyTransID": "",
+        "MSISDN": hashlib.sha256(msisdn.encode()).hexdigest()
+        if version == "v1"
+        else f"{msisdn[:4]} ***** {msisdn[-3:]}",
+        "FirstName": "JOHN",
+        "MiddleName": "",
+        "LastName": "DOE",
+    }
+
+
+def _call_back(state: FakeDarajaState, urls: dict[str, str], payload: dict[str, Any]) -> None:
+    """What M-Pesa does after a simulated payment: validate (if asked to), then confirm."""
+    time.sleep(state.callback_delay)
+    validation = _post(state, "validation", urls["validation"], {**payload, "OrgAccountBalance": ""})
+    if (
+        validation.status == 200
+        and isinstance(validation.answer, dict)
+        and validation.answer.get("ResultCode") != "0"
+    ):
+        return  # rejected: M-Pesa cancels the payment and sends no confirmation
+    _post(state, "confirmation", urls["confirmation"], {**payload, "OrgAccountBalance": "1000.00"})
+
+
+def _post(state: FakeDarajaState, kind: str, url: str, payload: dict[str, Any]) -> Callback:
+    callback = Callback(kind=kind, url=url, payload=payload)
+    request = urllib.request.Request(  # noqa: S310 - only the URLs registered with this fake
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            callback.status, callback.answer = response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        callback.status, callback.answer = exc.code, exc.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        callback.answer = f"unreachable: {exc}"
+    with state.lock:
+        state.callbacks.append(callback)
+    return callback

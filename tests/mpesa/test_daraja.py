@@ -1,0 +1,143 @@
+"""The Daraja client and operator commands against the fake Daraja, over real HTTP, with our app
+served by pytest-django's live server so the fake can call it back."""
+
+import time
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from invoices.models import InvoiceStatus
+from ledger.selectors import ledger_verify
+from mpesa.daraja import DarajaClient, DarajaError
+from mpesa.fake_daraja import FakeDaraja
+from mpesa.models import DarajaAccessToken, MpesaReceipt
+from tests.invoices.factories import InvoiceFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def fake_daraja(settings):
+    fake = FakeDaraja(callback_delay=0.05).start()
+    settings.MPESA_API_BASE = fake.url
+    settings.MPESA_CONSUMER_KEY = "fake-key"
+    settings.MPESA_CONSUMER_SECRET = "fake-secret"
+    yield fake
+    fake.stop()
+
+
+def client_for(fake):
+    return DarajaClient(api_base=fake.url, consumer_key="fake-key", consumer_secret="fake-secret", timeout=5)
+
+
+def wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_token_is_shared_through_the_database_and_renewed_when_refused(fake_daraja):
+    client = client_for(fake_daraja)
+    first = client.access_token()
+    assert client_for(fake_daraja).access_token() == first  # another worker reuses it
+    assert DarajaAccessToken.objects.get().token == first
+    fake_daraja.state.token = "revoked-by-someone-else"
+    answer = client.c2b_register_urls(
+        shortcode="600000",
+        confirmation_url="https://pay.example.co.ke/c",
+        validation_url="https://pay.example.co.ke/v",
+    )
+    assert answer["ResponseCode"] == "0"  # one retry with a fresh token
+    assert DarajaAccessToken.objects.get().token not in (first, "revoked-by-someone-else")
+
+
+def test_wrong_credentials_and_banned_words_come_back_as_typed_errors(fake_daraja):
+    with pytest.raises(DarajaError) as bad_login:
+        DarajaClient(api_base=fake_daraja.url, consumer_key="x", consumer_secret="y").access_token()
+    assert bad_login.value.code == "400.008.01"
+    with pytest.raises(DarajaError) as banned:
+        client_for(fake_daraja).c2b_register_urls(
+            shortcode="600000",
+            confirmation_url="https://pay.example.co.ke/mpesa/confirm",
+            validation_url="https://pay.example.co.ke/v",
+        )
+    assert banned.value.code == "400.003.02" and "MPESA" in banned.value.message
+
+
+def test_an_unreachable_daraja_is_a_typed_error_not_a_hang():
+    client = DarajaClient(api_base="http://127.0.0.1:9", consumer_key="k", consumer_secret="s", timeout=2)
+    with pytest.raises(DarajaError) as error:
+        client.access_token()
+    assert error.value.code == "network"
+
+
+def test_register_then_simulate_round_trip_ends_in_a_booked_payment(
+    fake_daraja, live_server, settings, capsys
+):
+    settings.MPESA_CALLBACK_BASE_URL = live_server.url
+    invoice = InvoiceFactory(amount=Decimal("1500.00"))
+
+    call_command("mpesa_register_urls")
+    assert "Safaricom answered" in capsys.readouterr().out
+    assert fake_daraja.state.registered["600000"]["confirmation"].startswith(live_server.url)
+    call_command("mpesa_simulate", "--amount", "1500", "--account", invoice.number.lower())
+
+    assert wait_for(lambda: MpesaReceipt.objects.exists())
+    receipt = MpesaReceipt.objects.get()
+    assert receipt.amount == Decimal("1500.00") and receipt.msisdn == "2547 ***** 149"
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    kinds = [(c.kind, c.status, c.answer) for c in fake_daraja.callbacks]
+    assert kinds == [
+        ("validation", 200, {"ResultCode": "0", "ResultDesc": "Accepted"}),
+        ("confirmation", 200, {"ResultCode": 0, "ResultDesc": "Success"}),
+    ]
+    assert ledger_verify()["is_valid"]
+
+
+def test_a_payment_validation_rejects_is_never_confirmed(fake_daraja, live_server, settings):
+    settings.MPESA_CALLBACK_BASE_URL = live_server.url
+    call_command("mpesa_register_urls")
+    call_command("mpesa_simulate", "--amount", "100", "--account", "NOBODY")
+    assert wait_for(lambda: len(fake_daraja.callbacks) == 1)
+    time.sleep(0.3)
+    assert [(c.kind, c.answer["ResultCode"]) for c in fake_daraja.callbacks] == [("validation", "C2B00012")]
+    assert not MpesaReceipt.objects.exists()
+
+
+def test_simulate_direct_needs_no_safaricom(live_server, settings, capsys):
+    settings.MPESA_CALLBACK_BASE_URL = live_server.url
+    invoice = InvoiceFactory(amount=Decimal("800.00"))
+    call_command("mpesa_simulate", "--amount", "800", "--account", invoice.number, "--direct")
+    assert "Answer 200" in capsys.readouterr().out
+    assert MpesaReceipt.objects.get().payment.allocations.get().invoice == invoice
+
+
+@pytest.mark.parametrize(
+    ("base_url", "env", "problem"),
+    [
+        ("https://pay.example.co.ke/mpesa", "sandbox", "contains the word 'mpesa'"),
+        ("http://pay.example.co.ke", "production", "is not HTTPS"),
+        ("https://localhost:8000", "production", "not publicly reachable"),
+        ("https://pay.example.co.ke/sql", "sandbox", "contains the word 'sql'"),
+    ],
+)
+def test_register_urls_refuses_urls_safaricom_would_refuse_before_calling_it(
+    base_url, env, problem, settings
+):
+    settings.MPESA_ENV = env
+    with pytest.raises(CommandError, match=problem):
+        call_command("mpesa_register_urls", "--base-url", base_url)
+
+
+def test_simulate_refuses_fractions_and_production(settings):
+    with pytest.raises(CommandError, match="whole shillings"):
+        call_command("mpesa_simulate", "--amount", "10.50", "--account", "CUST-0001")
+    settings.MPESA_ENV = "production"
+    with pytest.raises(CommandError, match="does not simulate payments in production"):
+        call_command("mpesa_simulate", "--amount", "10", "--account", "CUST-0001")
