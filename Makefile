@@ -29,7 +29,8 @@ lint: install
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings $(TEST_SETTINGS)
 	$(BIN)/mypy kellyos ledger customers invoices pos mpesa
 	SECRET_KEY=deploy-check-$$(date +%s)-not-a-real-secret-but-long-enough-for-the-check ALLOWED_HOSTS=kellyos.example \
-	  DEBUG=false $(BIN)/python manage.py check --deploy --fail-level WARNING
+	  MPESA_WEBHOOK_TOKEN=0123456789abcdef0123456789abcdef DEBUG=false \
+	  $(BIN)/python manage.py check --deploy --fail-level WARNING
 
 pytest: install
 	$(BIN)/pytest

@@ -1,6 +1,28 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Tags, Warning, register
 
 
 class MpesaConfig(AppConfig):
     name = "mpesa"
     verbose_name = "M-Pesa"
+
+    def ready(self) -> None:
+        register(webhook_token_check, Tags.security, deploy=True)
+
+
+def webhook_token_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    token = settings.MPESA_WEBHOOK_TOKEN
+    if len(token) >= 24:
+        return []
+    return [
+        Warning(
+            "MPESA_WEBHOOK_TOKEN is unset or short: Safaricom's callbacks carry no signature, so the "
+            "secret in the path is what keeps strangers out. With no token the webhooks answer 404.",
+            hint="Set it to `python -c 'import secrets; print(secrets.token_hex(24))'` (hex never "
+            "contains the words Safaricom refuses in URLs).",
+            id="mpesa.W001",
+        )
+    ]

@@ -1,0 +1,190 @@
+"""M-Pesa screens for accountants: receipts (read-only), the suspense queue with assignment, repeated
+receipts to review, and the raw webhook log with a reprocess action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from mpesa.exceptions import MpesaError
+from mpesa.models import (
+    MpesaReceipt,
+    ReceiptConflict,
+    ReceiptStatus,
+    UnallocatedReceipt,
+    WebhookKind,
+    WebhookLog,
+    WebhookStatus,
+)
+from mpesa.services.c2b import c2b_retry_failed, conflict_review, receipt_assign
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _link(obj: Any, label: str | None = None) -> str:
+    if obj is None:
+        return "-"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, label or str(obj))
+
+
+@admin.register(MpesaReceipt)
+class MpesaReceiptAdmin(ReadOnlyAdmin):
+    list_display = [
+        "trans_id",
+        "trans_time",
+        "amount",
+        "bill_ref_number",
+        "payer_name",
+        "customer",
+        "status",
+        "unallocated_reason",
+    ]
+    list_filter = ["status", "unallocated_reason", "trans_time"]
+    search_fields = ["trans_id", "bill_ref_number", "payer_name", "customer__code", "customer__name"]
+    list_select_related = ["customer"]
+    date_hierarchy = "trans_time"
+    fields = (
+        "trans_id", "trans_time", "amount", "business_short_code", "bill_ref_number", "transaction_type",
+        "msisdn", "payer_name", "status", "unallocated_reason", "unallocated_detail", "customer",
+        "suggested_customer", "payment_link", "allocations", "journal_entries", "assigned_at", "assigned_by",
+        "recorded_at",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="Payment")
+    def payment_link(self, receipt: MpesaReceipt) -> str:
+        return _link(receipt.payment)
+
+    @admin.display(description="Allocations")
+    def allocations(self, receipt: MpesaReceipt) -> str:
+        if receipt.payment is None:
+            return "-"
+        rows = [
+            f"{allocation.invoice.number}: KES {allocation.amount}"
+            for allocation in receipt.payment.allocations.select_related("invoice")
+        ]
+        if receipt.payment.credit_amount:
+            rows.append(f"customer credit: KES {receipt.payment.credit_amount}")
+        return "; ".join(rows) or "-"
+
+    @admin.display(description="Journal entries")
+    def journal_entries(self, receipt: MpesaReceipt) -> str:
+        entries = [
+            e for e in (receipt.suspense_entry, receipt.payment and receipt.payment.journal_entry) if e
+        ]
+        return format_html(" ".join(["{}"] * len(entries)), *[_link(e) for e in entries]) if entries else "-"
+
+
+class AssignmentForm(forms.Form):
+    reference = forms.CharField(
+        max_length=100,
+        help_text="The invoice number or customer code this money belongs to, e.g. INV-20261101-0003",
+    )
+
+
+@admin.register(UnallocatedReceipt)
+class UnallocatedReceiptAdmin(MpesaReceiptAdmin):
+    """The suspense queue: what a clerk still has to match to a customer or an invoice."""
+
+    list_display = ["trans_id", "trans_time", "amount", "bill_ref_number", "payer_name", "unallocated_reason",
+                    "unallocated_detail", "suggested_customer"]  # fmt: skip
+    actions = ["assign"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MpesaReceipt]:
+        return super().get_queryset(request).filter(status=ReceiptStatus.UNALLOCATED)
+
+    def has_assign_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.change_mpesareceipt")
+
+    @admin.action(description="Assign to a customer or invoice", permissions=["assign"])
+    def assign(self, request: HttpRequest, queryset: QuerySet[MpesaReceipt]) -> HttpResponse | None:
+        form = AssignmentForm(request.POST if "confirm" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Assign receipts",
+                "receipts": queryset,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/mpesa/unallocatedreceipt/assign.html", context)
+        assert isinstance(request.user, User)
+        for receipt in queryset.order_by("pk"):
+            try:
+                assigned = receipt_assign(
+                    receipt=receipt, reference=form.cleaned_data["reference"], by=request.user
+                )
+            except MpesaError as exc:
+                self.message_user(request, f"{receipt}: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{receipt} assigned: {assigned.get_status_display()}.", messages.SUCCESS
+                )
+        return None
+
+
+@admin.register(ReceiptConflict)
+class ReceiptConflictAdmin(ReadOnlyAdmin):
+    list_display = ["receipt", "created_at", "differences", "reviewed_at", "reviewed_by"]
+    list_filter = ["reviewed_at"]
+    search_fields = ["receipt__trans_id"]
+    fields = readonly_fields = (
+        "receipt", "webhook_log", "differences", "created_at", "reviewed_at", "reviewed_by", "review_note"
+    )  # fmt: skip
+    actions = ["mark_reviewed"]
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.change_receiptconflict")
+
+    @admin.action(description="Mark reviewed (nothing more to book)", permissions=["review"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[ReceiptConflict]) -> None:
+        assert isinstance(request.user, User)
+        for conflict in queryset.filter(reviewed_at__isnull=True):
+            conflict_review(conflict=conflict, note="Reviewed in the admin.", by=request.user)
+        self.message_user(request, "Marked reviewed.")
+
+
+@admin.register(WebhookLog)
+class WebhookLogAdmin(ReadOnlyAdmin):
+    list_display = ["id", "received_at", "kind", "status", "trans_id", "source_ip", "attempts", "detail"]
+    list_filter = ["kind", "status", "received_at"]
+    search_fields = ["trans_id", "body", "source_ip"]
+    date_hierarchy = "received_at"
+    fields = readonly_fields = (
+        "kind", "received_at", "source_ip", "headers", "body", "status", "detail", "trans_id", "receipt",
+        "attempts", "processed_at",
+    )  # fmt: skip
+    actions = ["reprocess"]
+
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.change_webhooklog")
+
+    @admin.action(description="Reprocess failed confirmations", permissions=["reprocess"])
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookLog]) -> None:
+        chosen = queryset.filter(kind=WebhookKind.C2B_CONFIRMATION, status=WebhookStatus.FAILED)
+        results = c2b_retry_failed(logs=chosen)
+        booked = sum(log.status != WebhookStatus.FAILED for log in results)
+        level = messages.SUCCESS if booked == len(results) else messages.WARNING
+        self.message_user(
+            request, f"{len(results)} failed confirmation(s) reprocessed, {booked} now booked.", level
+        )
