@@ -39,6 +39,7 @@ test: lint pytest
 
 bench: install
 	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/python bench/ledger_post.py
+	$(BIN)/python bench/c2b_load.py
 
 # Stops the embedded PostgreSQL left running under var/ (it keeps running between commands).
 db-stop:

@@ -4,6 +4,7 @@ from django.urls import path
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
+from kellyos.views import health
 from mpesa.api.views import C2BConfirmationApi, C2BValidationApi
 
 admin.site.site_header = "Kelly OS"
@@ -11,6 +12,7 @@ admin.site.site_title = "Kelly OS"
 admin.site.index_title = "Receivables and ledger"
 
 urlpatterns = [
+    path("health", health, name="health"),
     path("admin/", admin.site.urls),
     path("statements/<int:customer_id>/", customer_statement_view, name="customer-statement"),
     path("api/customers", CustomerListCreateApi.as_view(), name="api-customers"),
