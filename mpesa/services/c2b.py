@@ -99,26 +99,22 @@ def c2b_validate(*, log: WebhookLog) -> tuple[str, str]:
 
 def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
     """Book a confirmation exactly once. A failure leaves nothing booked and the log FAILED for retry."""
+    changes: dict[str, Any]
     try:
         with transaction.atomic():
             status, detail, receipt = _receipt_book(log=log, payment=payment)
+            changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": timezone.now()}
             WebhookLog.objects.filter(pk=log.pk).update(
-                status=status,
-                detail=detail,
-                trans_id=payment.trans_id,
-                receipt=receipt,
-                attempts=F("attempts") + 1,
-                processed_at=timezone.now(),
+                trans_id=payment.trans_id, attempts=F("attempts") + 1, **changes
             )
     except Exception as exc:  # anything at all: the raw log is safe, and the retry books it later
         logger.exception("Booking M-Pesa confirmation %s failed; it will be retried", payment.trans_id)
+        changes = {"status": WebhookStatus.FAILED, "detail": f"{type(exc).__name__}: {exc}"[:2000]}
         WebhookLog.objects.filter(pk=log.pk).update(
-            status=WebhookStatus.FAILED,
-            detail=f"{type(exc).__name__}: {exc}"[:2000],
-            trans_id=payment.trans_id,
-            attempts=F("attempts") + 1,
+            trans_id=payment.trans_id, attempts=F("attempts") + 1, **changes
         )
-    log.refresh_from_db()
+    for field, value in {**changes, "trans_id": payment.trans_id, "attempts": log.attempts + 1}.items():
+        setattr(log, field, value)
     return log
 
 
