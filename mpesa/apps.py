@@ -10,7 +10,11 @@ class MpesaConfig(AppConfig):
     verbose_name = "M-Pesa"
 
     def ready(self) -> None:
+        from ledger.selectors import ledger_check_register
+        from mpesa.selectors import mpesa_verify
+
         register(webhook_token_check, Tags.security, deploy=True)
+        ledger_check_register(mpesa_verify)
 
 
 def webhook_token_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

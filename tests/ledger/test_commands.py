@@ -7,6 +7,7 @@ from customers.models import Customer
 from customers.selectors import customer_positions
 from invoices.models import Invoice, InvoiceStatus, Payment
 from ledger.chart import MPESA_CASH
+from mpesa.models import MpesaReceipt
 from tests.ledger.factories import PostedEntryFactory, force_balance_drift
 
 pytestmark = pytest.mark.django_db
@@ -45,5 +46,6 @@ def test_demo_load_is_idempotent_and_covers_every_invoice_status(capsys):
     assert set(Invoice.objects.values_list("status", flat=True)) == set(InvoiceStatus.values)
     positions = customer_positions(list(Customer.objects.values_list("pk", flat=True)))
     assert any(position.credit > 0 for position in positions.values())
-    assert Payment.objects.count() == 5
+    assert Payment.objects.count() == 6  # five receivables demo payments and one M-Pesa receipt
+    assert MpesaReceipt.objects.filter(status="UNALLOCATED").count() == 1
     assert run_manage("ledger_verify") == 0

@@ -10,7 +10,6 @@ from ledger.chart import (
     COST_OF_GOODS_SOLD,
     MPESA_CASH,
     SALES_REVENUE,
-    UNALLOCATED_RECEIPTS,
 )
 from ledger.exceptions import (
     EntryAlreadyReversedError,
@@ -22,6 +21,7 @@ from ledger.selectors import account_balance, general_ledger, ledger_verify, tri
 from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
+from tests.ledger.conftest import ACCRUED_EXPENSES
 from tests.ledger.factories import PostedEntryFactory
 
 pytestmark = pytest.mark.django_db
@@ -52,12 +52,12 @@ def test_a_till_day_with_a_suspense_receipt_keeps_every_balance_right():
     post(
         "M-Pesa RKT1 with an unknown account number",
         JournalLineInput(account=MPESA_CASH, debit="5000.00"),
-        JournalLineInput(account=UNALLOCATED_RECEIPTS, credit="5000.00"),
+        JournalLineInput(account=ACCRUED_EXPENSES, credit="5000.00"),
     )
     # When the clerk identifies 3,000 of it as a sale, and the shop pays 20,000 for stock sold
     post(
         "RKT1 identified: till sale",
-        JournalLineInput(account=UNALLOCATED_RECEIPTS, debit="3000.00"),
+        JournalLineInput(account=ACCRUED_EXPENSES, debit="3000.00"),
         JournalLineInput(account=SALES_REVENUE, credit="3000.00"),
     )
     post(
@@ -67,7 +67,7 @@ def test_a_till_day_with_a_suspense_receipt_keeps_every_balance_right():
     )
     # Then
     assert account_balance(MPESA_CASH) == Decimal("30000.00")
-    assert account_balance(UNALLOCATED_RECEIPTS) == Decimal("2000.00")
+    assert account_balance(ACCRUED_EXPENSES) == Decimal("2000.00")
     assert account_balance(SALES_REVENUE) == Decimal("48000.00")
     assert account_balance(COST_OF_GOODS_SOLD) == Decimal("20000.00")
     tb = trial_balance()
@@ -75,7 +75,7 @@ def test_a_till_day_with_a_suspense_receipt_keeps_every_balance_right():
     assert tb.total_debit == tb.total_credit == Decimal("50000.00")
     by_code = {row.code: row for row in tb.rows}
     assert by_code[MPESA_CASH].debit == Decimal("30000.00")
-    assert by_code[UNALLOCATED_RECEIPTS].credit == Decimal("2000.00")
+    assert by_code[ACCRUED_EXPENSES].credit == Decimal("2000.00")
     assert ledger_verify() == {"is_valid": True, "errors": []}
 
 
@@ -162,12 +162,12 @@ def test_unknown_and_closed_accounts_are_refused():
             JournalLineInput(account="9999", debit="1"),
             JournalLineInput(account=SALES_REVENUE, credit="1"),
         )
-    Account.objects.filter(code=UNALLOCATED_RECEIPTS).update(is_active=False)
+    Account.objects.filter(code=ACCRUED_EXPENSES).update(is_active=False)
     with pytest.raises(InvalidJournalEntryError, match="closed"):
         post(
             "x",
             JournalLineInput(account=MPESA_CASH, debit="1"),
-            JournalLineInput(account=UNALLOCATED_RECEIPTS, credit="1"),
+            JournalLineInput(account=ACCRUED_EXPENSES, credit="1"),
         )
     assert nothing_written()
 
@@ -239,10 +239,10 @@ def test_entries_cannot_be_dated_in_the_future():
 
 
 def test_what_was_posted_to_a_closed_account_can_still_be_reversed():
-    original = PostedEntryFactory(debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS)
-    Account.objects.filter(code=UNALLOCATED_RECEIPTS).update(is_active=False)
+    original = PostedEntryFactory(debit_account=MPESA_CASH, credit_account=ACCRUED_EXPENSES)
+    Account.objects.filter(code=ACCRUED_EXPENSES).update(is_active=False)
     journal_entry_reverse(entry=original, reason="Suspense account retired", by=None)
-    assert account_balance(UNALLOCATED_RECEIPTS) == Decimal("0.00")
+    assert account_balance(ACCRUED_EXPENSES) == Decimal("0.00")
 
 
 def test_days_are_nairobi_business_days_whatever_time_zone_is_active():
@@ -255,7 +255,7 @@ def test_days_are_nairobi_business_days_whatever_time_zone_is_active():
 def test_reversal_keeps_the_customer_sub_ledger():
     customer = CustomerFactory()
     original = PostedEntryFactory(
-        debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS, customer_id=customer.pk
+        debit_account=MPESA_CASH, credit_account=ACCRUED_EXPENSES, customer_id=customer.pk
     )
     reversal = journal_entry_reverse(entry=original, reason="Suggested customer was wrong", by=None)
     assert set(reversal.lines.values_list("customer_id", flat=True)) == {customer.pk}
@@ -298,7 +298,7 @@ def test_general_ledger_runs_a_balance_from_the_opening():
 
 
 def test_credit_normal_accounts_read_positive_on_their_own_side():
-    PostedEntryFactory(amount=Decimal("75.00"), debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS)
-    assert account_balance(UNALLOCATED_RECEIPTS) == Decimal("75.00")
-    row = next(r for r in trial_balance().rows if r.code == UNALLOCATED_RECEIPTS)
+    PostedEntryFactory(amount=Decimal("75.00"), debit_account=MPESA_CASH, credit_account=ACCRUED_EXPENSES)
+    assert account_balance(ACCRUED_EXPENSES) == Decimal("75.00")
+    row = next(r for r in trial_balance().rows if r.code == ACCRUED_EXPENSES)
     assert (row.debit, row.credit) == (Decimal("0.00"), Decimal("75.00"))

@@ -159,3 +159,12 @@ def test_a_hashed_msisdn_suggests_the_customer_whose_phone_it_is():
     receipt = MpesaReceipt.objects.get()
     assert receipt.suggested_customer == customer
     assert customer.name in receipt.unallocated_detail
+
+
+def test_ledger_verify_checks_the_suspense_account_against_the_unallocated_receipts():
+    confirm(payloads.c2b(trans_id="TKVERIFY01", amount="75", account="who knows"))
+    assert ledger_verify()["is_valid"]
+    MpesaReceipt.objects.update(amount=D("70.00"))
+    assert ledger_verify()["errors"] == [
+        "Account 2200 holds 75.00 but the unallocated M-Pesa receipts add up to 70.00."
+    ]

@@ -1,11 +1,14 @@
 """Demo data for `make run`: an admin login, customers with invoices in every status and a credit
-balance, a till sale and a receipt in suspense. Safe to run again: it loads once."""
+balance, a till sale, and two M-Pesa payments through the real pipeline (one booked to a customer,
+one held in suspense). Safe to run again: it loads once."""
 
+import json
 import secrets
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
@@ -15,9 +18,13 @@ from customers.models import Customer
 from customers.services import customer_create
 from invoices.models import Invoice
 from invoices.services import InvoiceLineInput, invoice_create, invoice_void, payment_receive
-from ledger.chart import MPESA_CASH, SALES_REVENUE, UNALLOCATED_RECEIPTS
+from ledger.chart import MPESA_CASH, SALES_REVENUE
 from ledger.models import CauseKind
 from ledger.services import JournalLineInput, journal_entry_post
+from mpesa.callbacks import c2b_payment_parse
+from mpesa.fake_daraja import c2b_payment_payload
+from mpesa.models import WebhookKind
+from mpesa.services.c2b import c2b_confirmation_book, webhook_log_record
 
 DEMO_EMAIL_DOMAIN = "demo.kellyos.example"
 DEMO_LOCK_KEY = 4_201_001  # advisory lock: two loaders at once must not both book or both add an admin
@@ -50,6 +57,7 @@ class Command(BaseCommand):
                 self.stdout.write("Demo data already loaded.")
                 return
             self._load()
+        self._pay_by_mpesa()
         self.stdout.write(
             f"Demo data loaded: {len(DEMO_CUSTOMERS)} customers with invoices, payments and credit."
         )
@@ -82,22 +90,26 @@ class Command(BaseCommand):
                 )
             if name == "Mwangi Stores":
                 invoice_void(invoice=invoices[0], reason="Goods returned unopened", by=None)
-        for memo, credit_account, amount in [
-            ("Till sale: 2 x maize flour 2kg", SALES_REVENUE, "460.00"),
-            (
-                "M-Pesa RKT1DEMO02 with unknown account ref 'shule': held in suspense",
-                UNALLOCATED_RECEIPTS,
-                "1500.00",
-            ),
-        ]:
-            journal_entry_post(
-                memo=memo,
-                lines=[
-                    JournalLineInput(account=MPESA_CASH, debit=Decimal(amount)),
-                    JournalLineInput(account=credit_account, credit=Decimal(amount)),
-                ],
-                cause_kind=CauseKind.DEMO,
+        journal_entry_post(
+            memo="Till sale: 2 x maize flour 2kg",
+            lines=[
+                JournalLineInput(account=MPESA_CASH, debit=Decimal("460.00")),
+                JournalLineInput(account=SALES_REVENUE, credit=Decimal("460.00")),
+            ],
+            cause_kind=CauseKind.DEMO,
+        )
+
+    def _pay_by_mpesa(self) -> None:
+        """Two PayBill payments through the M-Pesa pipeline (which logs each callback in its own
+        transaction): one for a customer, one nobody can place, held in suspense."""
+        wanjiku = Customer.objects.get(email=f"wanjiku@{DEMO_EMAIL_DOMAIN}")
+        for account, amount in [(wanjiku.code.lower(), 1000), ("shule", 1500)]:
+            payload = c2b_payment_payload(
+                shortcode=settings.MPESA_SHORTCODE, amount=amount, account=account, msisdn="254708374149"
             )
+            body = json.dumps(payload).encode()
+            log = webhook_log_record(kind=WebhookKind.C2B_CONFIRMATION, body=body, headers={}, source_ip=None)
+            c2b_confirmation_book(log=log, payment=c2b_payment_parse(body))
 
     def _ensure_admin(self) -> None:
         User = get_user_model()
