@@ -174,14 +174,16 @@ class WebhookLogAdmin(ReadOnlyAdmin):
         "kind", "received_at", "source_ip", "headers", "body", "status", "detail", "trans_id", "receipt",
         "attempts", "processed_at",
     )  # fmt: skip
-    actions = ["reprocess"]
+    actions = ["reprocess", "book_refused"]
 
     def has_reprocess_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("mpesa.change_webhooklog")
 
-    @admin.action(description="Reprocess failed confirmations", permissions=["reprocess"])
+    @admin.action(description="Reprocess failed or unfinished confirmations", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookLog]) -> None:
-        chosen = queryset.filter(kind=WebhookKind.C2B_CONFIRMATION, status=WebhookStatus.FAILED)
+        chosen = queryset.filter(
+            kind=WebhookKind.C2B_CONFIRMATION, status__in=[WebhookStatus.FAILED, WebhookStatus.RECEIVED]
+        )
         results = c2b_retry_failed(logs=chosen)
         booked = sum(log.status != WebhookStatus.FAILED for log in results)
         level = messages.SUCCESS if booked == len(results) else messages.WARNING

@@ -14,6 +14,7 @@ class MpesaConfig(AppConfig):
         from mpesa.selectors import mpesa_verify
 
         register(webhook_token_check, Tags.security, deploy=True)
+        register(production_shortcode_check, deploy=True)
         ledger_check_register(mpesa_verify)
 
 
@@ -30,3 +31,16 @@ def webhook_token_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="mpesa.W001",
         )
     ]
+
+
+def production_shortcode_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if settings.MPESA_ENV == "production" and settings.MPESA_SHORTCODE == "600000":
+        return [
+            Warning(
+                "MPESA_ENV is production but MPESA_SHORTCODE is the sandbox default 600000: every real "
+                "payment would be held in suspense as paid to another shortcode.",
+                hint="Set MPESA_SHORTCODE to the business's PayBill number.",
+                id="mpesa.W002",
+            )
+        ]
+    return []

@@ -50,12 +50,22 @@ class C2BPayment:
 
 def c2b_payment_parse(body: bytes) -> C2BPayment:
     try:
-        data = json.loads(body, parse_float=Decimal)
+        return _parse(body)
+    except MalformedCallbackError:
+        raise
+    except (ValueError, ArithmeticError, RecursionError, TypeError) as exc:
+        # Hostile or mangled input (absurd numbers, deep nesting): not a payment, said plainly.
+        raise MalformedCallbackError(f"The body cannot be read as a payment ({type(exc).__name__}).") from exc
+
+
+def _parse(body: bytes) -> C2BPayment:
+    try:
+        data = json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedCallbackError("The body is not JSON.") from exc
     if not isinstance(data, dict):
         raise MalformedCallbackError("The body is not a JSON object.")
-    trans_id = _text(data.get("TransID"))
+    trans_id = _text(data.get("TransID")).upper()  # receipt numbers are upper case on every channel
     if not trans_id:
         raise MalformedCallbackError("There is no TransID.")
     if not _TRANS_ID.match(trans_id):
@@ -88,7 +98,12 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return str(value.quantize(Decimal(1)))  # 600966.0 is shortcode 600966
-    return str(value).strip()
+    # PostgreSQL text cannot hold NUL; a name or account number never needs one.
+    return str(value).replace("\x00", "").strip()
+
+
+def _refuse_constant(name: str) -> None:
+    raise MalformedCallbackError(f"{name} is not a number M-Pesa sends.")
 
 
 def _trans_time(text: str) -> datetime | None:

@@ -52,6 +52,9 @@ class DarajaClient:
         )
 
     # --- C2B -----------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.session = self.session or requests.Session()  # keep-alive across calls
+
     def c2b_register_urls(
         self,
         *,
@@ -61,14 +64,16 @@ class DarajaClient:
         response_type: str = "Completed",
         version: str = "v2",
     ) -> dict[str, Any]:
-        return self._call(
-            f"/mpesa/c2b/{_version(version)}/registerurl",
-            {
-                "ShortCode": shortcode,
-                "ResponseType": response_type,
-                "ConfirmationURL": confirmation_url,
-                "ValidationURL": validation_url,
-            },
+        return self._accepted(
+            self._call(
+                f"/mpesa/c2b/{_version(version)}/registerurl",
+                {
+                    "ShortCode": shortcode,
+                    "ResponseType": response_type,
+                    "ConfirmationURL": confirmation_url,
+                    "ValidationURL": validation_url,
+                },
+            )
         )
 
     def c2b_simulate(
@@ -83,15 +88,17 @@ class DarajaClient:
     ) -> dict[str, Any]:
         if amount != amount.to_integral_value():
             raise DarajaError("amount", "M-Pesa takes whole shillings only.")
-        return self._call(
-            f"/mpesa/c2b/{_version(version)}/simulate",
-            {
-                "ShortCode": int(shortcode),
-                "CommandID": command_id,
-                "Amount": int(amount),
-                "Msisdn": int(msisdn),
-                "BillRefNumber": bill_ref_number,
-            },
+        return self._accepted(
+            self._call(
+                f"/mpesa/c2b/{_version(version)}/simulate",
+                {
+                    "ShortCode": int(shortcode),
+                    "CommandID": command_id,
+                    "Amount": int(amount),
+                    "Msisdn": int(msisdn),
+                    "BillRefNumber": bill_ref_number,
+                },
+            )
         )
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -135,8 +142,8 @@ class DarajaClient:
         )
         body = self._result(response)
         try:
-            return str(body["access_token"]), int(str(body.get("expires_in", "3599")))
-        except (KeyError, ValueError) as exc:
+            return str(body["access_token"]), int(Decimal(str(body.get("expires_in", "3599"))))
+        except (KeyError, ArithmeticError) as exc:
             raise DarajaError("oauth", f"Unexpected token answer: {body}") from exc
 
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -147,10 +154,17 @@ class DarajaClient:
             response = self._http("POST", path, json=payload, headers={"Authorization": f"Bearer {token}"})
         return self._result(response)
 
+    @staticmethod
+    def _accepted(body: dict[str, Any]) -> dict[str, Any]:
+        """Daraja's synchronous answers say ResponseCode "0" when the request was accepted."""
+        if str(body.get("ResponseCode", "0")) != "0":
+            raise DarajaError(str(body["ResponseCode"]), str(body.get("ResponseDescription", "")))
+        return body
+
     def _http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        session = self.session or requests.Session()
+        assert self.session is not None
         try:
-            return session.request(method, f"{self.api_base}{path}", timeout=self.timeout, **kwargs)
+            return self.session.request(method, f"{self.api_base}{path}", timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise DarajaError("network", f"{method} {path} failed: {exc}") from exc
 

@@ -142,6 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.registered[str(body.get("ShortCode"))] = {
                 "validation": str(body["ValidationURL"]),
                 "confirmation": str(body["ConfirmationURL"]),
+                "response_type": str(body["ResponseType"]),
             }
         self._answer(
             200,

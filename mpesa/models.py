@@ -125,7 +125,11 @@ class MpesaReceipt(models.Model):
             models.UniqueConstraint(fields=["trans_id"], name="mpesa_mpesareceipt_one_per_trans_id"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_mpesareceipt_amount_positive"),
             models.CheckConstraint(
-                condition=(Q(status=ReceiptStatus.UNALLOCATED) & ~Q(unallocated_reason=""))
+                condition=(
+                    Q(status=ReceiptStatus.UNALLOCATED)
+                    & ~Q(unallocated_reason="")
+                    & Q(suspense_entry__isnull=False)
+                )
                 | (~Q(status=ReceiptStatus.UNALLOCATED) & Q(payment__isnull=False)),
                 name="mpesa_mpesareceipt_booked_somewhere",
             ),

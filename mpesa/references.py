@@ -13,6 +13,7 @@ from customers.selectors import customer_code_normalize
 from invoices.models import Invoice, Payment
 from invoices.selectors import invoice_number_normalize
 from invoices.services import payment_receive
+from mpesa.exceptions import MpesaError
 
 MPESA_SOURCE = "mpesa"
 
@@ -64,6 +65,11 @@ class _ReceivablesReference:
             source_id=trans_id,
             received_into=received_into,
         )
+        if outcome.differences:
+            raise MpesaError(
+                f"Receipt {trans_id} was already booked as a payment, with different details: "
+                + "; ".join(outcome.differences)
+            )
         return outcome.payment
 
 

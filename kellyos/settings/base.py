@@ -152,7 +152,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The webhook secret is part of the callback path; it must not reach log files.
+    "filters": {"redact_webhook_token": {"()": "kellyos.logging.RedactWebhookToken"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_webhook_token"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -173,6 +181,10 @@ MPESA_SHORTCODE = env.str("MPESA_SHORTCODE", default="600000")
 MPESA_PASSKEY = env.str("MPESA_PASSKEY", default="")
 MPESA_C2B_VERSION = env.str("MPESA_C2B_VERSION", default="v2")
 MPESA_C2B_RESPONSE_TYPE = env.str("MPESA_C2B_RESPONSE_TYPE", default="Completed")
+if MPESA_C2B_RESPONSE_TYPE not in {"Completed", "Cancelled"} or MPESA_C2B_VERSION not in {"v1", "v2"}:
+    raise ImproperlyConfigured(
+        "MPESA_C2B_RESPONSE_TYPE must be Completed or Cancelled, MPESA_C2B_VERSION v1 or v2."
+    )
 MPESA_CALLBACK_BASE_URL = env.str("MPESA_CALLBACK_BASE_URL", default="http://127.0.0.1:8000" if DEBUG else "")
 MPESA_WEBHOOK_TOKEN = env.str(
     "MPESA_WEBHOOK_TOKEN", default="local-development-webhook-token" if DEBUG else ""

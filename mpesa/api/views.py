@@ -3,10 +3,14 @@ first, in its own committed transaction, then judged."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.http import Http404
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,16 +24,34 @@ from mpesa.services.c2b import c2b_confirmation_book, c2b_validate, webhook_log_
 KEPT_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR", "HTTP_HOST")
 
 
+class JsonWhateverTheCallerAccepts(BaseContentNegotiation):
+    """Safaricom's Accept header must never stop a payment being logged: always answer JSON."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
 class WebhookApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonWhateverTheCallerAccepts
     kind = ""
 
     def post(self, request: Request, token: str) -> Response:
         if not webhook_token_matches(token):
             raise Http404
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > settings.MPESA_WEBHOOK_MAX_BODY:
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if not length.isdigit():
+            # Without a length (a chunked body) the server hands us nothing to log: ask for one.
+            return Response({"ResultCode": 1, "ResultDesc": "Content-Length required"}, status=411)
+        if int(length) > settings.MPESA_WEBHOOK_MAX_BODY:
             return Response({"ResultCode": 1, "ResultDesc": "Request body too large"}, status=413)
         body = request.body
         if len(body) > settings.MPESA_WEBHOOK_MAX_BODY:  # sent without a length, or lying about it
@@ -66,7 +88,7 @@ class C2BConfirmationApi(WebhookApi):
 
     def handle(self, log: WebhookLog, body: bytes) -> Response:
         try:
-            payment = c2b_payment_parse(body)
+            payment = c2b_payment_parse(log.body.encode())  # the logged text, as a retry would read it
         except MalformedCallbackError as exc:
             webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=str(exc))
             return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {exc}"}, status=400)

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from customers.models import Customer
@@ -44,6 +44,11 @@ logger = logging.getLogger(__name__)
 
 # First key of the advisory locks that serialise deliveries of one TransID.
 TRANS_ID_LOCK_SPACE = 2200
+# A log still RECEIVED this long after arrival was abandoned mid-booking (a worker died).
+STUCK_AFTER = timedelta(minutes=5)
+# TransTime this far before the callback arrived is not believed (pull recovers up to 48 h back).
+TRANS_TIME_SLACK = timedelta(days=3)
+CLOCK_TOLERANCE = timedelta(minutes=5)
 ACCEPTED = ("0", "Accepted")
 REJECT_ACCOUNT = ("C2B00012", "Invalid Account Number")
 REJECT_AMOUNT = ("C2B00013", "Invalid Amount")
@@ -68,8 +73,10 @@ def webhook_log_record(
     with transaction.atomic(durable=True):
         return WebhookLog.objects.create(
             kind=kind,
-            body=body.decode("utf-8", errors="replace"),
-            headers=headers,
+            # Stored as text: bytes that are not UTF-8, and NUL (which PostgreSQL text cannot hold),
+            # become U+FFFD. Booking reads this same text, so what is logged is what is booked.
+            body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+            headers={key: value.replace("\x00", "\ufffd") for key, value in headers.items()},
             source_ip=source_ip,
         )
 
@@ -119,24 +126,51 @@ def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog
 
 
 def c2b_retry_failed(*, logs: Any = None) -> list[WebhookLog]:
-    """Book again every confirmation whose processing failed (or the given logs). Safe to run at any
-    time, by any number of processes: a receipt is booked once whatever happens."""
+    """Book again every confirmation whose processing failed, or that was left half-way (a worker
+    killed mid-booking leaves its log RECEIVED). Safe to run at any time, from any number of
+    processes: each log is claimed by one runner, and a receipt is booked once whatever happens."""
+    stuck_before = timezone.now() - STUCK_AFTER
     candidates = (
         logs
         if logs is not None
-        else WebhookLog.objects.filter(kind=WebhookKind.C2B_CONFIRMATION, status=WebhookStatus.FAILED)
+        else WebhookLog.objects.filter(
+            Q(status=WebhookStatus.FAILED) | Q(status=WebhookStatus.RECEIVED, received_at__lt=stuck_before)
+        )
     )
     results = []
-    for log in candidates.filter(kind=WebhookKind.C2B_CONFIRMATION).order_by("pk"):
-        try:
-            payment = c2b_payment_parse(log.body.encode())
-        except MalformedCallbackError as exc:
-            webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=str(exc))
-            log.refresh_from_db()
-        else:
-            log = c2b_confirmation_book(log=log, payment=payment)
-        results.append(log)
+    for log_id in (
+        candidates.filter(kind=WebhookKind.C2B_CONFIRMATION).order_by("pk").values_list("pk", flat=True)
+    ):
+        with transaction.atomic():
+            log = (
+                WebhookLog.objects.select_for_update(skip_locked=True)
+                .filter(pk=log_id, status__in=[WebhookStatus.FAILED, WebhookStatus.RECEIVED])
+                .first()
+            )
+            if log is None:
+                continue  # another runner has it, or it was booked meanwhile
+            results.append(_book_logged(log))
     return results
+
+
+def c2b_book_refused(*, logs: Any, by: User) -> list[WebhookLog]:
+    """Book confirmations refused for their source address, once someone has checked with Safaricom
+    that the payment is real (Safaricom also calls from addresses it does not publish)."""
+    results = []
+    for log in logs.filter(kind=WebhookKind.C2B_CONFIRMATION, status=WebhookStatus.REFUSED).order_by("pk"):
+        logger.warning("%s books refused callback #%s from %s after checking it", by, log.pk, log.source_ip)
+        results.append(_book_logged(log))
+    return results
+
+
+def _book_logged(log: WebhookLog) -> WebhookLog:
+    try:
+        payment = c2b_payment_parse(log.body.encode())
+    except MalformedCallbackError as exc:
+        webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=str(exc))
+        log.status, log.detail = WebhookStatus.REJECTED, str(exc)
+        return log
+    return c2b_confirmation_book(log=log, payment=payment)
 
 
 def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) -> MpesaReceipt:
@@ -156,7 +190,8 @@ def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) ->
             match=match,
             reference=reference,
             amount=receipt.amount,
-            received_at=min(receipt.trans_time, timezone.now()),
+            # The move out of suspense happens now; the receipt keeps when M-Pesa took the money.
+            received_at=timezone.now(),
             trans_id=receipt.trans_id,
             received_into=UNALLOCATED_RECEIPTS,
         )
@@ -198,7 +233,7 @@ def _receipt_book(*, log: WebhookLog, payment: C2BPayment) -> tuple[str, str, Mp
             first,
         )
 
-    received_at = min(payment.trans_time or timezone.now(), timezone.now())
+    received_at = _booking_time(payment, log)
     receipt = MpesaReceipt(
         trans_id=payment.trans_id,
         trans_time=received_at,
@@ -247,6 +282,15 @@ def _receipt_book(*, log: WebhookLog, payment: C2BPayment) -> tuple[str, str, Mp
     return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
 
 
+def _booking_time(payment: C2BPayment, log: WebhookLog) -> datetime:
+    """When the money moved: TransTime, unless it is missing or implausibly far from when the callback
+    arrived (a bad clock must not back-date the books); then the arrival time."""
+    arrived = log.received_at
+    if payment.trans_time and arrived - TRANS_TIME_SLACK <= payment.trans_time <= arrived + CLOCK_TOLERANCE:
+        return payment.trans_time
+    return arrived
+
+
 def _route(payment: C2BPayment, *, received_at: datetime) -> Route:
     """Why this receipt cannot go straight to a customer, if it cannot. Locks the customer row
     before reading their day's total, so two receipts at once cannot both slip under the limit."""
@@ -291,7 +335,7 @@ def _validation_answer(payment: C2BPayment) -> tuple[str, str]:
     if found is None:
         return REJECT_ACCOUNT if settings.MPESA_REJECT_UNKNOWN_ACCOUNTS else ACCEPTED
     customer = Customer.objects.get(pk=found[1].customer_id)
-    today = timezone.localdate()
+    today = timezone.localdate(timezone=NAIROBI)
     if _paid_on(customer=customer, day=today) + payment.amount > to_kes(settings.MPESA_DAILY_CUSTOMER_LIMIT):
         return REJECT_AMOUNT
     return ACCEPTED

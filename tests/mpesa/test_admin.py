@@ -92,3 +92,15 @@ def test_webhook_log_is_read_only_and_reprocesses_failed_confirmations(admin_cli
     log.refresh_from_db()
     assert log.status == WebhookStatus.PROCESSED
     assert MpesaReceipt.objects.get().customer == customer
+
+
+def test_a_refused_confirmation_can_be_booked_once_checked(admin_client, settings):
+    settings.MPESA_ALLOWED_IPS = ["196.201.214.200"]
+    customer = CustomerFactory()
+    assert confirm(payloads.c2b(trans_id="TKREFUSED1", amount="40", account=customer.code)).status_code == 403
+    log = WebhookLog.objects.get()
+    url = reverse("admin:mpesa_webhooklog_changelist")
+    admin_client.post(url, {"action": "book_refused", "_selected_action": [log.pk]})
+    log.refresh_from_db()
+    assert log.status == WebhookStatus.PROCESSED
+    assert MpesaReceipt.objects.get().customer == customer

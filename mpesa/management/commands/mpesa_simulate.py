@@ -36,8 +36,11 @@ class Command(BaseCommand):
             raise CommandError(f"--amount {options['amount']!r} is not a number.") from exc
         if amount != amount.to_integral_value() or amount < 1:
             raise CommandError("M-Pesa takes whole shillings of at least 1.")
-        if settings.MPESA_ENV == "production" and not options["direct"]:
-            raise CommandError("Safaricom does not simulate payments in production.")
+        if settings.MPESA_ENV == "production":
+            raise CommandError(
+                "No simulated payments in production: Safaricom does not simulate there, and a --direct one "
+                "would book money that never arrived."
+            )
         if options["direct"]:
             self._direct(int(amount), options)
             return
