@@ -25,7 +25,7 @@ from mpesa.models import (
     WebhookLog,
     WebhookStatus,
 )
-from mpesa.services.c2b import c2b_retry_failed, conflict_review, receipt_assign
+from mpesa.services.c2b import c2b_book_refused, c2b_retry_failed, conflict_review, receipt_assign
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -190,3 +190,12 @@ class WebhookLogAdmin(ReadOnlyAdmin):
         self.message_user(
             request, f"{len(results)} failed confirmation(s) reprocessed, {booked} now booked.", level
         )
+
+    @admin.action(
+        description="Book refused confirmations (only after Safaricom confirms the payment is real)",
+        permissions=["reprocess"],
+    )
+    def book_refused(self, request: HttpRequest, queryset: QuerySet[WebhookLog]) -> None:
+        assert isinstance(request.user, User)
+        results = c2b_book_refused(logs=queryset, by=request.user)
+        self.message_user(request, f"{len(results)} refused confirmation(s) booked.")
