@@ -19,7 +19,6 @@ from mpesa.exceptions import MpesaError
 from mpesa.models import (
     MpesaReceipt,
     ReceiptConflict,
-    ReceiptStatus,
     UnallocatedReceipt,
     WebhookKind,
     WebhookLog,
@@ -64,8 +63,10 @@ class MpesaReceiptAdmin(ReadOnlyAdmin):
     date_hierarchy = "trans_time"
     fields = (
         "trans_id", "trans_time", "amount", "business_short_code", "bill_ref_number", "transaction_type",
-        "msisdn", "payer_name", "status", "unallocated_reason", "unallocated_detail", "customer",
-        "suggested_customer", "payment_link", "allocations", "journal_entries", "assigned_at", "assigned_by",
+        "msisdn", "payer_name", "status", "unallocated_amount", "unallocated_reason", "unallocated_detail",
+        "customer",
+        "suggested_customer", "payment_link", "sale_payment", "allocations", "journal_entries", "assigned_at",
+        "assigned_by",
         "recorded_at",
     )  # fmt: skip
     readonly_fields = fields
@@ -105,12 +106,14 @@ class AssignmentForm(forms.Form):
 class UnallocatedReceiptAdmin(MpesaReceiptAdmin):
     """The suspense queue: what a clerk still has to match to a customer or an invoice."""
 
-    list_display = ["trans_id", "trans_time", "amount", "bill_ref_number", "payer_name", "unallocated_reason",
-                    "unallocated_detail", "suggested_customer"]  # fmt: skip
+    list_display = [
+        "trans_id", "trans_time", "amount", "unallocated_amount", "bill_ref_number", "payer_name",
+        "unallocated_reason", "unallocated_detail", "suggested_customer",
+    ]  # fmt: skip
     actions = ["assign"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[MpesaReceipt]:
-        return super().get_queryset(request).filter(status=ReceiptStatus.UNALLOCATED)
+        return super().get_queryset(request).filter(unallocated_amount__gt=0, payment__isnull=True)
 
     def has_assign_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("mpesa.change_mpesareceipt")

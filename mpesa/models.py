@@ -5,13 +5,16 @@ ever lost. A receipt is the M-Pesa payment itself: one row per TransID, whatever
 Safaricom (or a retry, or a pull) delivers it.
 """
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from customers.models import Customer
 from invoices.models import Payment
 from ledger.models import JournalEntry
+from pos.models import SalePayment
 
 
 class WebhookKind(models.TextChoices):
@@ -62,6 +65,7 @@ class ReceiptStatus(models.TextChoices):
     ALLOCATED = "ALLOCATED", "Allocated to invoices"
     PARTLY_ALLOCATED = "PARTLY_ALLOCATED", "Partly allocated, rest credit"
     CREDIT = "CREDIT", "Customer credit"
+    SALE = "SALE", "Paid to a till sale"
     UNALLOCATED = "UNALLOCATED", "Unallocated (suspense)"
 
 
@@ -70,6 +74,8 @@ class UnallocatedReason(models.TextChoices):
     OVER_TRANSACTION_LIMIT = "OVER_TRANSACTION_LIMIT", "Over the per-transaction maximum"
     OVER_DAILY_LIMIT = "OVER_DAILY_LIMIT", "Over the customer's daily limit"
     WRONG_SHORTCODE = "WRONG_SHORTCODE", "Paid to another shortcode"
+    SALE_OVERPAID = "SALE_OVERPAID", "More than the sale needed"
+    SALE_CLOSED = "SALE_CLOSED", "The sale was already paid or cancelled"
 
 
 class ReceiptSource(models.TextChoices):
@@ -110,6 +116,12 @@ class MpesaReceipt(models.Model):
     payment = models.OneToOneField(
         Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="mpesa_receipt"
     )
+    sale_payment = models.OneToOneField(
+        SalePayment, null=True, blank=True, on_delete=models.PROTECT, related_name="mpesa_receipt"
+    )
+    unallocated_amount = models.DecimalField(
+        max_digits=14, decimal_places=2, default=Decimal("0.00"), help_text="The part held in 2200 suspense."
+    )
     suspense_entry = models.ForeignKey(
         JournalEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -125,21 +137,39 @@ class MpesaReceipt(models.Model):
             models.UniqueConstraint(fields=["trans_id"], name="mpesa_mpesareceipt_one_per_trans_id"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_mpesareceipt_amount_positive"),
             models.CheckConstraint(
-                condition=(
-                    Q(status=ReceiptStatus.UNALLOCATED)
-                    & ~Q(unallocated_reason="")
-                    & Q(suspense_entry__isnull=False)
-                )
-                | (~Q(status=ReceiptStatus.UNALLOCATED) & Q(payment__isnull=False)),
+                condition=(Q(status=ReceiptStatus.UNALLOCATED) & Q(unallocated_amount=F("amount")))
+                | (Q(status=ReceiptStatus.SALE) & Q(sale_payment__isnull=False))
+                | (
+                    Q(
+                        status__in=[
+                            ReceiptStatus.ALLOCATED,
+                            ReceiptStatus.PARTLY_ALLOCATED,
+                            ReceiptStatus.CREDIT,
+                        ]
+                    )
+                    & Q(payment__isnull=False)
+                ),
                 name="mpesa_mpesareceipt_booked_somewhere",
+            ),
+            models.CheckConstraint(
+                condition=Q(unallocated_amount=0)
+                | (
+                    Q(
+                        unallocated_amount__gt=0,
+                        unallocated_amount__lte=F("amount"),
+                        suspense_entry__isnull=False,
+                    )
+                    & ~Q(unallocated_reason="")
+                ),
+                name="mpesa_mpesareceipt_suspense_explained",
             ),
         ]
         indexes = [
             models.Index(fields=["customer", "trans_time"], name="mpesa_receipt_customer_day_idx"),
             models.Index(
-                fields=["status", "trans_time"],
-                name="mpesa_receipt_unallocated_idx",
-                condition=Q(status="UNALLOCATED"),
+                fields=["trans_time"],
+                name="mpesa_receipt_suspense_idx",
+                condition=Q(unallocated_amount__gt=0),
             ),
         ]
 
@@ -148,7 +178,7 @@ class MpesaReceipt(models.Model):
 
 
 class UnallocatedReceipt(MpesaReceipt):
-    """The suspense queue: receipts no one has been matched to yet."""
+    """The suspense queue: receipts (or parts of them) no one has been matched to yet."""
 
     class Meta:
         proxy = True

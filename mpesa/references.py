@@ -1,5 +1,6 @@
-"""What an account number typed on the PayBill can mean. One entry per kind of reference; the POS
-adds sale numbers. Each kind says whether a reference is one of its own and books a receipt to it."""
+"""What an account number typed on the PayBill can mean. One entry per kind of reference (invoice
+number, customer code, till sale number). Each kind says whether a reference is one of its own, whether
+a payment of some amount would be welcome (for validation), and books a receipt to it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from invoices.models import Invoice, Payment
 from invoices.selectors import invoice_number_normalize
 from invoices.services import payment_receive
 from mpesa.exceptions import MpesaError
+from mpesa.models import UnallocatedReason
+from pos.models import Sale, SalePayment, SaleStatus
+from pos.selectors import sale_get_by_reference
+from pos.services import sale_payment_apply
 
 MPESA_SOURCE = "mpesa"
 
@@ -21,8 +26,20 @@ MPESA_SOURCE = "mpesa"
 @dataclass(frozen=True)
 class ReferenceMatch:
     kind: str
-    customer_id: int
+    customer_id: int | None  # None for a till sale: no customer account behind it
     label: str
+    sale: Sale | None = None
+
+
+@dataclass(frozen=True)
+class Booking:
+    """What booking a receipt to a reference did; `excess` is what it could not take, and why."""
+
+    payment: Payment | None = None
+    sale_payment: SalePayment | None = None
+    excess: Decimal = Decimal("0.00")
+    excess_reason: str = ""
+    excess_detail: str = ""
 
 
 class ReferenceKind(Protocol):
@@ -30,6 +47,10 @@ class ReferenceKind(Protocol):
 
     def match(self, reference: str) -> ReferenceMatch | None: ...
 
+    def refusal(self, match: ReferenceMatch, amount: Decimal) -> str | None:
+        """Why validation should refuse this amount here: "account" or "amount"; None to accept."""
+        ...
+
     def book(
         self,
         *,
@@ -39,7 +60,8 @@ class ReferenceKind(Protocol):
         received_at: datetime,
         trans_id: str,
         received_into: str,
-    ) -> Payment: ...
+        payer_name: str,
+    ) -> Booking: ...
 
 
 class _ReceivablesReference:
@@ -47,6 +69,9 @@ class _ReceivablesReference:
 
     name = ""
 
+    def refusal(self, match: ReferenceMatch, amount: Decimal) -> str | None:
+        return None
+
     def book(
         self,
         *,
@@ -56,7 +81,8 @@ class _ReceivablesReference:
         received_at: datetime,
         trans_id: str,
         received_into: str,
-    ) -> Payment:
+        payer_name: str,
+    ) -> Booking:
         outcome = payment_receive(
             amount=amount,
             reference=reference,
@@ -70,7 +96,7 @@ class _ReceivablesReference:
                 f"Receipt {trans_id} was already booked as a payment, with different details: "
                 + "; ".join(outcome.differences)
             )
-        return outcome.payment
+        return Booking(payment=outcome.payment)
 
 
 class InvoiceNumberReference(_ReceivablesReference):
@@ -93,7 +119,50 @@ class CustomerCodeReference(_ReceivablesReference):
         return ReferenceMatch(self.name, customer_id, code or "") if customer_id else None
 
 
-REFERENCE_KINDS: list[ReferenceKind] = [InvoiceNumberReference(), CustomerCodeReference()]
+class SaleReference:
+    name = "sale"
+
+    def match(self, reference: str) -> ReferenceMatch | None:
+        sale = sale_get_by_reference(reference)
+        return ReferenceMatch(self.name, None, sale.reference, sale=sale) if sale else None
+
+    def refusal(self, match: ReferenceMatch, amount: Decimal) -> str | None:
+        assert match.sale is not None
+        if match.sale.status != SaleStatus.PENDING:
+            return "account"
+        return "amount" if amount > match.sale.balance_due else None
+
+    def book(
+        self,
+        *,
+        match: ReferenceMatch,
+        reference: str,
+        amount: Decimal,
+        received_at: datetime,
+        trans_id: str,
+        received_into: str,
+        payer_name: str,
+    ) -> Booking:
+        assert match.sale is not None
+        outcome = sale_payment_apply(
+            sale=match.sale,
+            amount=amount,
+            received_at=received_at,
+            source=MPESA_SOURCE,
+            source_id=trans_id,
+            payer_name=payer_name,
+            received_into=received_into,
+        )
+        closed = outcome.payment is None
+        return Booking(
+            sale_payment=outcome.payment,
+            excess=outcome.excess,
+            excess_reason=UnallocatedReason.SALE_CLOSED if closed else UnallocatedReason.SALE_OVERPAID,
+            excess_detail=outcome.reason,
+        )
+
+
+REFERENCE_KINDS: list[ReferenceKind] = [InvoiceNumberReference(), CustomerCodeReference(), SaleReference()]
 
 
 def reference_match(reference: str) -> tuple[ReferenceKind, ReferenceMatch] | None:

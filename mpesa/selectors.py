@@ -1,22 +1,21 @@
 from django.db import connection
 
 from ledger.chart import UNALLOCATED_RECEIPTS
-from mpesa.models import ReceiptStatus
 
 
 def mpesa_verify() -> list[str]:
-    """The M-Pesa side agrees with the books: the suspense account holds exactly the unallocated
-    receipts, and every allocated receipt has its payment for the same amount. Registered with
-    ledger_verify."""
+    """The M-Pesa side agrees with the books: the suspense account holds exactly the unallocated parts
+    of receipts, and every receipt is wholly accounted for by its payment, sale payment and suspense
+    part. Registered with ledger_verify."""
     errors = []
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT (SELECT coalesce(sum(l.credit - l.debit), 0) FROM ledger_journalline l
                       JOIN ledger_account a ON a.id = l.account_id WHERE a.code = %s),
-                   (SELECT coalesce(sum(amount), 0) FROM mpesa_mpesareceipt WHERE status = %s)
+                   (SELECT coalesce(sum(unallocated_amount), 0) FROM mpesa_mpesareceipt)
             """,
-            [UNALLOCATED_RECEIPTS, ReceiptStatus.UNALLOCATED],
+            [UNALLOCATED_RECEIPTS],
         )
         suspense, unallocated = cursor.fetchone()
         if suspense != unallocated:
@@ -26,13 +25,16 @@ def mpesa_verify() -> list[str]:
             )
         cursor.execute(
             """
-            SELECT r.trans_id, r.amount, p.amount FROM mpesa_mpesareceipt r
-              JOIN invoices_payment p ON p.id = r.payment_id
-             WHERE p.amount <> r.amount OR p.source_id <> r.trans_id
+            SELECT r.trans_id, r.amount,
+                   coalesce(p.amount, 0) + coalesce(sp.amount, 0) + r.unallocated_amount
+              FROM mpesa_mpesareceipt r
+              LEFT JOIN invoices_payment p ON p.id = r.payment_id
+              LEFT JOIN pos_salepayment sp ON sp.id = r.sale_payment_id
+             WHERE coalesce(p.amount, 0) + coalesce(sp.amount, 0) + r.unallocated_amount <> r.amount
             """
         )
         errors += [
-            f"M-Pesa receipt {trans_id} for {amount} is booked as a payment of {paid}."
-            for trans_id, amount, paid in cursor.fetchall()
+            f"M-Pesa receipt {trans_id} for {amount} is booked as {booked} (payments, sale and suspense)."
+            for trans_id, amount, booked in cursor.fetchall()
         ]
     return errors

@@ -174,33 +174,44 @@ def _book_logged(log: WebhookLog) -> WebhookLog:
 
 
 def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) -> MpesaReceipt:
-    """A clerk names the invoice or customer a suspense receipt belongs to: DR 2200 Unallocated /
-    CR Accounts Receivable or Customer Credit, through the receivables service."""
+    """A clerk names the invoice or customer the suspense part of a receipt belongs to: DR 2200
+    Unallocated / CR Accounts Receivable or Customer Credit, through the receivables service."""
     found = reference_match(reference)
-    if found is None:
+    if found is None or found[1].customer_id is None:
         raise ReceiptAssignmentError(f"No invoice or customer matches {reference!r}.")
     kind, match = found
     with transaction.atomic():
         receipt = MpesaReceipt.objects.select_for_update().get(pk=receipt.pk)
-        if receipt.status != ReceiptStatus.UNALLOCATED:
-            raise ReceiptAssignmentError(
-                f"Receipt {receipt.trans_id} is already {receipt.get_status_display()}."
-            )
-        payment = kind.book(
+        if receipt.unallocated_amount <= 0 or receipt.payment_id is not None:
+            raise ReceiptAssignmentError(f"Receipt {receipt.trans_id} has nothing left in suspense.")
+        booking = kind.book(
             match=match,
             reference=reference,
-            amount=receipt.amount,
+            amount=receipt.unallocated_amount,
             # The move out of suspense happens now; the receipt keeps when M-Pesa took the money.
             received_at=timezone.now(),
             trans_id=receipt.trans_id,
             received_into=UNALLOCATED_RECEIPTS,
+            payer_name=receipt.payer_name,
         )
-        receipt.payment = payment
-        receipt.customer_id = payment.customer_id
-        receipt.status = _status_of(payment)
+        assert booking.payment is not None
+        receipt.payment = booking.payment
+        receipt.customer_id = booking.payment.customer_id
+        if receipt.status == ReceiptStatus.UNALLOCATED:
+            receipt.status = _status_of(booking.payment)
+        receipt.unallocated_amount = ZERO
         receipt.assigned_at = timezone.now()
         receipt.assigned_by = by
-        receipt.save(update_fields=["payment", "customer", "status", "assigned_at", "assigned_by"])
+        receipt.save(
+            update_fields=[
+                "payment",
+                "customer",
+                "status",
+                "unallocated_amount",
+                "assigned_at",
+                "assigned_by",
+            ]
+        )
     return receipt
 
 
@@ -250,36 +261,56 @@ def _receipt_book(*, log: WebhookLog, payment: C2BPayment) -> tuple[str, str, Mp
     route = _route(payment, received_at=received_at)
     if route.booking is None:
         receipt.status = ReceiptStatus.UNALLOCATED
-        receipt.unallocated_reason = route.reason or UnallocatedReason.UNKNOWN_REFERENCE
-        receipt.unallocated_detail = (
-            route.detail or f"Account number {payment.bill_ref_number!r} matches nothing."
+        _hold_in_suspense(
+            receipt,
+            amount=payment.amount,
+            reason=route.reason or UnallocatedReason.UNKNOWN_REFERENCE,
+            detail=route.detail or f"Account number {payment.bill_ref_number!r} matches nothing.",
         )
         receipt.suggested_customer = route.suggested_customer
-        receipt.suspense_entry = journal_entry_post(
-            memo=f"M-Pesa {payment.trans_id} held in suspense: {receipt.unallocated_detail}"[:255],
-            lines=[
-                JournalLineInput(account=MPESA_CASH, debit=payment.amount),
-                JournalLineInput(account=UNALLOCATED_RECEIPTS, credit=payment.amount),
-            ],
-            cause_kind=CauseKind.RECEIPT,
-            cause_id=payment.trans_id,
-            posted_at=received_at,
-        )
     else:
         kind, match = route.booking
-        booked = kind.book(
+        booking = kind.book(
             match=match,
             reference=payment.bill_ref_number,
             amount=payment.amount,
             received_at=received_at,
             trans_id=payment.trans_id,
             received_into=MPESA_CASH,
+            payer_name=payment.payer_name,
         )
-        receipt.payment = booked
-        receipt.customer_id = booked.customer_id
-        receipt.status = _status_of(booked)
+        receipt.payment = booking.payment
+        receipt.sale_payment = booking.sale_payment
+        receipt.customer_id = booking.payment.customer_id if booking.payment else None
+        if booking.payment:
+            receipt.status = _status_of(booking.payment)
+        elif booking.sale_payment:
+            receipt.status = ReceiptStatus.SALE
+        else:
+            receipt.status = ReceiptStatus.UNALLOCATED
+        if booking.excess:
+            _hold_in_suspense(
+                receipt, amount=booking.excess, reason=booking.excess_reason, detail=booking.excess_detail
+            )
     receipt.save()
     return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
+
+
+def _hold_in_suspense(receipt: MpesaReceipt, *, amount: Decimal, reason: str, detail: str) -> None:
+    """Book money no one can be matched to yet: DR 1010 M-Pesa Cash / CR 2200 Unallocated."""
+    receipt.unallocated_amount = amount
+    receipt.unallocated_reason = reason
+    receipt.unallocated_detail = detail
+    receipt.suspense_entry = journal_entry_post(
+        memo=f"M-Pesa {receipt.trans_id} held in suspense: {detail}"[:255],
+        lines=[
+            JournalLineInput(account=MPESA_CASH, debit=amount),
+            JournalLineInput(account=UNALLOCATED_RECEIPTS, credit=amount),
+        ],
+        cause_kind=CauseKind.RECEIPT,
+        cause_id=receipt.trans_id,
+        posted_at=receipt.trans_time,
+    )
 
 
 def _booking_time(payment: C2BPayment, log: WebhookLog) -> datetime:
@@ -311,6 +342,8 @@ def _route(payment: C2BPayment, *, received_at: datetime) -> Route:
         if suggestion:
             detail += f" The payer's phone is {suggestion}'s."
         return Route(UnallocatedReason.UNKNOWN_REFERENCE, detail, suggested_customer=suggestion)
+    if found[1].customer_id is None:
+        return Route(booking=found)  # a till sale: no customer account, no daily limit of ours
     customer = customer_get_for_update(found[1].customer_id)
     daily_limit = to_kes(settings.MPESA_DAILY_CUSTOMER_LIMIT)
     paid_today = _paid_on(customer=customer, day=received_at.astimezone(NAIROBI).date())
@@ -334,7 +367,13 @@ def _validation_answer(payment: C2BPayment) -> tuple[str, str]:
     found = reference_match(payment.bill_ref_number)
     if found is None:
         return REJECT_ACCOUNT if settings.MPESA_REJECT_UNKNOWN_ACCOUNTS else ACCEPTED
-    customer = Customer.objects.get(pk=found[1].customer_id)
+    kind, match = found
+    refusal = kind.refusal(match, payment.amount)
+    if refusal:
+        return REJECT_ACCOUNT if refusal == "account" else REJECT_AMOUNT
+    if match.customer_id is None:
+        return ACCEPTED
+    customer = Customer.objects.get(pk=match.customer_id)
     today = timezone.localdate(timezone=NAIROBI)
     if _paid_on(customer=customer, day=today) + payment.amount > to_kes(settings.MPESA_DAILY_CUSTOMER_LIMIT):
         return REJECT_AMOUNT

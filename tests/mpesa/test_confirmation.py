@@ -20,6 +20,7 @@ from mpesa.models import (
 )
 from tests.customers.factories import CustomerFactory
 from tests.invoices.factories import InvoiceFactory
+from tests.ledger.factories import PostedEntryFactory
 from tests.mpesa import payloads
 
 pytestmark = pytest.mark.django_db
@@ -164,7 +165,7 @@ def test_a_hashed_msisdn_suggests_the_customer_whose_phone_it_is():
 def test_ledger_verify_checks_the_suspense_account_against_the_unallocated_receipts():
     confirm(payloads.c2b(trans_id="TKVERIFY01", amount="75", account="who knows"))
     assert ledger_verify()["is_valid"]
-    MpesaReceipt.objects.update(amount=D("70.00"))
+    PostedEntryFactory(amount=D("5.00"), debit_account=MPESA_CASH, credit_account=UNALLOCATED_RECEIPTS)
     assert ledger_verify()["errors"] == [
-        "Account 2200 holds 75.00 but the unallocated M-Pesa receipts add up to 70.00."
+        "Account 2200 holds 80.00 but the unallocated M-Pesa receipts add up to 75.00."
     ]
