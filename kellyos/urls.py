@@ -1,11 +1,12 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
 from kellyos.views import health
 from mpesa.api.views import C2BConfirmationApi, C2BValidationApi
+from pos.api.views import SaleListCreateApi
 
 admin.site.site_header = "Kelly OS"
 admin.site.site_title = "Kelly OS"
@@ -14,6 +15,8 @@ admin.site.index_title = "Receivables and ledger"
 urlpatterns = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("pos/", include("pos.urls")),
     path("statements/<int:customer_id>/", customer_statement_view, name="customer-statement"),
     path("api/customers", CustomerListCreateApi.as_view(), name="api-customers"),
     path(
@@ -22,6 +25,7 @@ urlpatterns = [
         name="api-customer-statement",
     ),
     path("api/invoices", InvoiceListCreateApi.as_view(), name="api-invoices"),
+    path("api/pos", SaleListCreateApi.as_view(), name="api-pos"),
     # Safaricom refuses callback URLs containing "mpesa", "safaricom", "query", "sql", "cmd", "exe".
     path("api/webhooks/c2b/<str:token>/validation", C2BValidationApi.as_view(), name="c2b-validation"),
     path("api/webhooks/c2b/<str:token>/confirmation", C2BConfirmationApi.as_view(), name="c2b-confirmation"),
