@@ -42,6 +42,7 @@ def test_demo_load_is_idempotent_and_covers_every_invoice_status(capsys):
     call_command("demo_load")
     second = capsys.readouterr().out
     assert "Admin login created: username admin" in first
+    assert "Cashier login created: username cashier" in first
     assert "already exists" in second and "already loaded" in second
     assert set(Invoice.objects.values_list("status", flat=True)) == set(InvoiceStatus.values)
     positions = customer_positions(list(Customer.objects.values_list("pk", flat=True)))

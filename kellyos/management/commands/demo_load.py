@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from django.utils import timezone
@@ -25,8 +26,16 @@ from mpesa.callbacks import c2b_payment_parse
 from mpesa.fake_daraja import c2b_payment_payload
 from mpesa.models import WebhookKind
 from mpesa.services.c2b import c2b_confirmation_book, webhook_log_record
+from pos.models import Product
 
 DEMO_EMAIL_DOMAIN = "demo.kellyos.example"
+DEMO_PRODUCTS = [
+    ("Maize flour 2kg", "MF-2KG", "230.00"),
+    ("Sugar 1kg", "SG-1KG", "199.00"),
+    ("Milk 500ml", "MK-500", "65.00"),
+    ("Bread 400g", "BR-400", "70.00"),
+    ("Cooking oil 1L", "OIL-1L", "380.00"),
+]
 DEMO_LOCK_KEY = 4_201_001  # advisory lock: two loaders at once must not both book or both add an admin
 
 # name, phone, invoices [(days ago, description, quantity, unit price)],
@@ -53,6 +62,7 @@ class Command(BaseCommand):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DEMO_LOCK_KEY])
             self._ensure_admin()
+            self._ensure_cashier()
             if Customer.objects.filter(email__endswith=f"@{DEMO_EMAIL_DOMAIN}").exists():
                 self.stdout.write("Demo data already loaded.")
                 return
@@ -110,6 +120,20 @@ class Command(BaseCommand):
             body = json.dumps(payload).encode()
             log = webhook_log_record(kind=WebhookKind.C2B_CONFIRMATION, body=body, headers={}, source_ip=None)
             c2b_confirmation_book(log=log, payment=c2b_payment_parse(body))
+
+    def _ensure_cashier(self) -> None:
+        User = get_user_model()
+        if User.objects.filter(groups__name="Cashier").exists():
+            self.stdout.write("A cashier login already exists.")
+            return
+        password = secrets.token_urlsafe(9)
+        cashier = User.objects.create_user(username="cashier", password=password)
+        cashier.groups.add(Group.objects.get(name="Cashier"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Cashier login created: username cashier, password {password} (/pos/)")
+        )
+        for name, sku, price in DEMO_PRODUCTS:
+            Product.objects.get_or_create(sku=sku, defaults={"name": name, "price": Decimal(price)})
 
     def _ensure_admin(self) -> None:
         User = get_user_model()
