@@ -5,7 +5,8 @@ from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
 from kellyos.views import health
-from mpesa.api.views import C2BConfirmationApi, C2BValidationApi
+from mpesa.api.views import C2BConfirmationApi, C2BValidationApi, StkCallbackApi
+from mpesa.views import sale_prompt
 from pos.api.views import SaleListCreateApi
 
 admin.site.site_header = "Kelly OS"
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("pos/", include("pos.urls")),
+    path("pos/sales/<str:reference>/prompt", sale_prompt, name="pos-sale-prompt"),
     path("statements/<int:customer_id>/", customer_statement_view, name="customer-statement"),
     path("api/customers", CustomerListCreateApi.as_view(), name="api-customers"),
     path(
@@ -29,4 +31,5 @@ urlpatterns = [
     # Safaricom refuses callback URLs containing "mpesa", "safaricom", "query", "sql", "cmd", "exe".
     path("api/webhooks/c2b/<str:token>/validation", C2BValidationApi.as_view(), name="c2b-validation"),
     path("api/webhooks/c2b/<str:token>/confirmation", C2BConfirmationApi.as_view(), name="c2b-confirmation"),
+    path("api/webhooks/stk/<str:token>/callback", StkCallbackApi.as_view(), name="stk-callback"),
 ]

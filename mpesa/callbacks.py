@@ -78,7 +78,7 @@ def _parse(body: bytes) -> C2BPayment:
         raise MalformedCallbackError(f"TransAmount must be positive, not {amount}.")
     return C2BPayment(
         trans_id=trans_id,
-        trans_time=_trans_time(_text(data.get("TransTime"))),
+        trans_time=trans_time_parse(_text(data.get("TransTime"))),
         amount=amount,
         business_short_code=_text(data.get("BusinessShortCode")),
         bill_ref_number=_text(data.get("BillRefNumber"))[:100],
@@ -106,7 +106,7 @@ def _refuse_constant(name: str) -> None:
     raise MalformedCallbackError(f"{name} is not a number M-Pesa sends.")
 
 
-def _trans_time(text: str) -> datetime | None:
+def trans_time_parse(text: str) -> datetime | None:
     try:
         return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
     except ValueError:

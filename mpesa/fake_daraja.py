@@ -29,6 +29,17 @@ from mpesa.callback_urls import BANNED_WORDS
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 RECEIPT_ALPHABET = string.ascii_uppercase + string.digits
+# Public sandbox passkey for shortcode 174379 (daraja.md §4.2).
+SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+# How a prompt ends, by the last digit of the phone: 0-4 paid; otherwise the STK ResultCode, and 9
+# sends no callback at all (a query then finds the timeout).
+STK_OUTCOMES = {
+    "5": ("1032", "Request cancelled by user"),
+    "6": ("1037", "No response from user."),
+    "7": ("2001", "The initiator information is invalid."),
+    "8": ("1", "The balance is insufficient."),
+    "9": ("1037", "DS timeout user cannot be reached"),
+}
 
 
 @dataclass
@@ -46,7 +57,13 @@ class FakeDarajaState:
     consumer_secret: str
     callback_delay: float = 0.2
     token: str = ""
+    passkey: str = SANDBOX_PASSKEY
+    # After a paid prompt, also send the C2B confirmation of the same receipt (as a PayBill with
+    # URLs registered does), before or after the STK callback.
+    c2b_after_stk: bool = True
+    c2b_first: bool = False
     registered: dict[str, dict[str, str]] = field(default_factory=dict)  # shortcode -> URLs
+    pushes: dict[str, dict[str, Any]] = field(default_factory=dict)  # CheckoutRequestID -> push
     callbacks: list[Callback] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,6 +136,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._error(400, "400.002.05", "Invalid Request Payload")
         path = urlsplit(self.path).path
+        if path == "/mpesa/stkpush/v1/processrequest":
+            return self._stk_push(body)
+        if path == "/mpesa/stkpushquery/v1/query":
+            return self._stk_query(body)
         for version in ("v1", "v2"):
             if path == f"/mpesa/c2b/{version}/registerurl":
                 return self._register(body)
@@ -177,6 +198,55 @@ class _Handler(BaseHTTPRequestHandler):
                 "OriginatorCoversationID": str(uuid.uuid4()),
                 "ResponseCode": "0",
                 "ResponseDescription": "Accept the service request successfully.",
+            },
+        )
+
+    def _stk_push(self, body: dict[str, Any]) -> None:
+        shortcode, timestamp = str(body.get("BusinessShortCode", "")), str(body.get("Timestamp", ""))
+        expected = base64.b64encode(f"{shortcode}{self.state.passkey}{timestamp}".encode()).decode()
+        if body.get("Password") != expected:
+            return self._error(500, "500.001.1001", "Wrong credentials")
+        amount, phone = body.get("Amount"), str(body.get("PhoneNumber", ""))
+        if not isinstance(amount, int) or amount < 1:
+            return self._error(400, "400.002.02", "Bad Request - Invalid Amount")
+        if len(str(body.get("AccountReference", ""))) > 12 or not str(body.get("CallBackURL", "")).startswith(
+            "http"
+        ):
+            return self._error(400, "400.002.02", "Bad Request - Invalid AccountReference or CallBackURL")
+        checkout_id = f"ws_CO_{datetime.now(tz=NAIROBI):%d%m%Y%H%M%S}{secrets.randbelow(10**9):09d}"
+        push = {
+            "body": body,
+            "code": STK_OUTCOMES.get(phone[-1:], ("0", "The service request is processed successfully.")),
+        }
+        with self.state.lock:
+            self.state.pushes[checkout_id] = push
+        threading.Thread(target=_stk_call_back, args=(self.state, checkout_id, push), daemon=True).start()
+        self._answer(
+            200,
+            {
+                "MerchantRequestID": str(uuid.uuid4()),
+                "CheckoutRequestID": checkout_id,
+                "ResponseCode": "0",
+                "ResponseDescription": "Success. Request accepted for processing",
+                "CustomerMessage": "Success. Request accepted for processing",
+            },
+        )
+
+    def _stk_query(self, body: dict[str, Any]) -> None:
+        with self.state.lock:
+            push = self.state.pushes.get(str(body.get("CheckoutRequestID", "")))
+        if push is None:
+            return self._error(500, "500.001.1001", "The transaction does not Exist")
+        code, description = push["code"]
+        self._answer(
+            200,
+            {
+                "ResponseCode": "0",
+                "ResponseDescription": "The service request has been accepted successsfully",
+                "MerchantRequestID": "",
+                "CheckoutRequestID": body.get("CheckoutRequestID"),
+                "ResultCode": code,
+                "ResultDesc": description,
             },
         )
 
@@ -244,3 +314,43 @@ def _post(state: FakeDarajaState, kind: str, url: str, payload: dict[str, Any]) 
     with state.lock:
         state.callbacks.append(callback)
     return callback
+
+
+def _stk_call_back(state: FakeDarajaState, checkout_id: str, push: dict[str, Any]) -> None:
+    """What M-Pesa does after a prompt: the callback (and, for a paid PayBill prompt, the C2B
+    confirmation of the same receipt)."""
+    time.sleep(state.callback_delay)
+    body, (code, description) = push["body"], push["code"]
+    phone = str(body.get("PhoneNumber", ""))
+    if phone.endswith("9"):
+        return  # the callback that never comes
+    callback: dict[str, Any] = {"MerchantRequestID": "fake", "CheckoutRequestID": checkout_id,
+                                "ResultCode": int(code), "ResultDesc": description}  # fmt: skip
+    confirmation = None
+    if code == "0":
+        receipt = "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
+        callback["CallbackMetadata"] = {"Item": [
+            {"Name": "Amount", "Value": body["Amount"]},
+            {"Name": "MpesaReceiptNumber", "Value": receipt},
+            {"Name": "Balance"},
+            {"Name": "TransactionDate", "Value": int(datetime.now(tz=NAIROBI).strftime("%Y%m%d%H%M%S"))},
+            {"Name": "PhoneNumber", "Value": int(phone)},
+        ]}  # fmt: skip
+        urls = state.registered.get(str(body.get("BusinessShortCode")))
+        if urls and state.c2b_after_stk:
+            payload = c2b_payment_payload(
+                shortcode=str(body["BusinessShortCode"]),
+                amount=int(body["Amount"]),
+                account=str(body.get("AccountReference", "")),
+                msisdn=phone,
+            )
+            confirmation = (
+                urls["confirmation"],
+                {**payload, "TransID": receipt, "TransactionType": "Pay Bill Online"},
+            )
+    stk = (str(body["CallBackURL"]), {"Body": {"stkCallback": callback}})
+    calls = [("stk_callback", *stk)]
+    if confirmation:
+        calls.insert(0 if state.c2b_first else 1, ("confirmation", *confirmation))
+    for kind, url, payload in calls:
+        _post(state, kind, url, payload)

@@ -14,12 +14,13 @@ from django.db.models import F, Q
 from customers.models import Customer
 from invoices.models import Payment
 from ledger.models import JournalEntry
-from pos.models import SalePayment
+from pos.models import Sale, SalePayment
 
 
 class WebhookKind(models.TextChoices):
     C2B_VALIDATION = "c2b_validation", "C2B validation"
     C2B_CONFIRMATION = "c2b_confirmation", "C2B confirmation"
+    STK_CALLBACK = "stk_callback", "STK Push callback"
 
 
 class WebhookStatus(models.TextChoices):
@@ -80,6 +81,7 @@ class UnallocatedReason(models.TextChoices):
 
 class ReceiptSource(models.TextChoices):
     C2B = "C2B", "C2B confirmation"
+    STK = "STK", "STK Push callback"
 
 
 class MpesaReceipt(models.Model):
@@ -223,3 +225,50 @@ class DarajaAccessToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_base} ({self.consumer_key[:6]}…)"
+
+
+class StkStatus(models.TextChoices):
+    REQUESTED = "REQUESTED", "Prompt sent, waiting for the customer"
+    PAID = "PAID", "Paid"
+    FAILED = "FAILED", "Not paid"
+    NEEDS_REVIEW = "NEEDS_REVIEW", "Unclear: needs review"
+
+
+class StkPush(models.Model):
+    """One M-Pesa Express prompt sent to a customer's phone, stored as soon as Safaricom accepts it."""
+
+    checkout_request_id = models.CharField(max_length=100)
+    merchant_request_id = models.CharField(max_length=100, blank=True)
+    sale = models.ForeignKey(Sale, null=True, blank=True, on_delete=models.PROTECT, related_name="stk_pushes")
+    account_reference = models.CharField(max_length=12)
+    phone = models.CharField(max_length=12)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    status = models.CharField(max_length=15, choices=StkStatus.choices, default=StkStatus.REQUESTED)
+    result_code = models.CharField(max_length=20, blank=True)
+    result_desc = models.CharField(max_length=300, blank=True)
+    mpesa_receipt_number = models.CharField(max_length=30, blank=True)
+    receipt = models.ForeignKey(
+        MpesaReceipt, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["checkout_request_id"], name="mpesa_stkpush_one_per_checkout_request"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=1), name="mpesa_stkpush_amount_at_least_one"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"], name="mpesa_stkpush_requested_idx", condition=Q(status="REQUESTED")
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.checkout_request_id

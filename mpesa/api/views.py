@@ -19,6 +19,7 @@ from mpesa.api.security import caller_allowed, caller_ip, logger, webhook_token_
 from mpesa.callbacks import MalformedCallbackError, c2b_payment_parse
 from mpesa.models import WebhookKind, WebhookLog, WebhookStatus
 from mpesa.services.c2b import c2b_confirmation_book, c2b_validate, webhook_log_close, webhook_log_record
+from mpesa.services.stk import stk_callback_process
 
 # Headers worth keeping beside the body; cookies and authorisation never come from Safaricom.
 KEPT_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR", "HTTP_HOST")
@@ -95,4 +96,17 @@ class C2BConfirmationApi(WebhookApi):
         # The raw body is committed: even if booking fails now, the retry books it, so Safaricom
         # is told the receipt is ours either way.
         c2b_confirmation_book(log=log, payment=payment)
+        return Response({"ResultCode": 0, "ResultDesc": "Success"})
+
+
+class StkCallbackApi(WebhookApi):
+    """POST /api/webhooks/stk/<token>/callback: how an M-Pesa Express prompt ended."""
+
+    kind = WebhookKind.STK_CALLBACK
+
+    def handle(self, log: WebhookLog, body: bytes) -> Response:
+        stk_callback_process(log=log)
+        log.refresh_from_db(fields=["status", "detail"])
+        if log.status == WebhookStatus.REJECTED and log.detail.startswith("Not an STK callback"):
+            return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {log.detail}"}, status=400)
         return Response({"ResultCode": 0, "ResultDesc": "Success"})

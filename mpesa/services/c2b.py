@@ -32,6 +32,7 @@ from mpesa.exceptions import ReceiptAssignmentError
 from mpesa.models import (
     MpesaReceipt,
     ReceiptConflict,
+    ReceiptSource,
     ReceiptStatus,
     UnallocatedReason,
     WebhookKind,
@@ -109,7 +110,7 @@ def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog
     changes: dict[str, Any]
     try:
         with transaction.atomic():
-            status, detail, receipt = _receipt_book(log=log, payment=payment)
+            status, detail, receipt = receipt_book(log=log, payment=payment)
             changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": timezone.now()}
             WebhookLog.objects.filter(pk=log.pk).update(
                 trans_id=payment.trans_id, attempts=F("attempts") + 1, **changes
@@ -223,7 +224,11 @@ def conflict_review(*, conflict: ReceiptConflict, note: str, by: User | None) ->
     return conflict
 
 
-def _receipt_book(*, log: WebhookLog, payment: C2BPayment) -> tuple[str, str, MpesaReceipt]:
+def receipt_book(
+    *, log: WebhookLog, payment: C2BPayment, source: str = ReceiptSource.C2B
+) -> tuple[str, str, MpesaReceipt]:
+    """Book an M-Pesa payment exactly once, whichever channel told us first (a C2B confirmation or an
+    STK Push callback carry the same receipt number). Runs inside the caller's transaction."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [TRANS_ID_LOCK_SPACE, payment.trans_id]
@@ -257,6 +262,7 @@ def _receipt_book(*, log: WebhookLog, payment: C2BPayment) -> tuple[str, str, Mp
         third_party_trans_id=payment.third_party_trans_id,
         msisdn=payment.msisdn,
         payer_name=payment.payer_name,
+        source=source,
     )
     route = _route(payment, received_at=received_at)
     if route.booking is None:

@@ -4,6 +4,8 @@ AccountReference), and the Cashier group, which may ring up, view and cancel sal
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
+from pos.roles import CASHIER_GROUP, CASHIER_PERMISSIONS
+
 FORWARD = """
 CREATE SEQUENCE pos_sale_reference_seq;
 
@@ -36,8 +38,6 @@ DROP FUNCTION pos_sale_assign_reference();
 DROP SEQUENCE pos_sale_reference_seq;
 """
 
-CASHIER_PERMISSIONS = ["add_sale", "view_sale", "cancel_sale", "view_product"]
-
 
 def create_cashier_group(apps, schema_editor):
     app_config = apps.get_app_config("pos")
@@ -45,7 +45,7 @@ def create_cashier_group(apps, schema_editor):
     create_permissions(app_config, apps=apps, verbosity=0)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    group, _ = Group.objects.get_or_create(name="Cashier")
+    group, _ = Group.objects.get_or_create(name=CASHIER_GROUP)
     group.permissions.set(
         Permission.objects.filter(content_type__app_label="pos", codename__in=CASHIER_PERMISSIONS)
     )

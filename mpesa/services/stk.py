@@ -1,0 +1,229 @@
+"""M-Pesa Express (STK Push): send the PIN prompt for a till sale, take Safaricom's callback, and
+settle prompts whose callback never came by asking Safaricom (STK Push Query).
+
+A paid prompt books its receipt through the same pipeline as a C2B confirmation, so the same
+receipt arriving by both channels, in either order, is booked once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from customers.phones import phone_normalize
+from kellyos.money import InvalidAmountError, to_kes
+from mpesa.callbacks import C2BPayment, MalformedCallbackError, trans_time_parse
+from mpesa.daraja import DarajaClient, DarajaError
+from mpesa.exceptions import MpesaError
+from mpesa.models import ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
+from mpesa.services.c2b import receipt_book, webhook_log_close
+from pos.models import Sale, SaleStatus
+
+logger = logging.getLogger(__name__)
+
+# Final answers a customer can retry after (daraja.md §4.5); anything else but 0 needs a person.
+FINAL_FAILURES = {"1", "1019", "1032", "1037", "2001"}
+CASHIER_WORDS = {
+    "1": "Not enough money in the customer's M-Pesa.",
+    "1019": "The prompt expired before the customer answered it.",
+    "1032": "The customer cancelled the prompt.",
+    "1037": "No response from the customer's phone (off, busy or the prompt ignored).",
+    "2001": "Wrong M-Pesa PIN entered.",
+}
+STILL_PROCESSING = "500.001.1001"
+
+
+class StkError(MpesaError):
+    pass
+
+
+def stk_words(push: StkPush) -> str:
+    """What a cashier should read about a prompt."""
+    if push.status == StkStatus.REQUESTED:
+        return "Prompt sent: the customer should enter their M-Pesa PIN."
+    if push.status == StkStatus.PAID:
+        return f"Paid: M-Pesa {push.mpesa_receipt_number}."
+    return CASHIER_WORDS.get(
+        push.result_code, f"Not completed ({push.result_desc or push.result_code}); ask the accountant."
+    )
+
+
+def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
+    """Prompt the customer's phone for the sale's balance. The push is stored the moment Safaricom
+    accepts it, before the cashier sees "sent"."""
+    try:
+        phone = phone_normalize(phone)
+    except ValueError as exc:
+        raise StkError(str(exc)) from exc
+    sale.refresh_from_db()
+    if sale.status != SaleStatus.PENDING:
+        raise StkError(f"Sale {sale.reference} is {sale.get_status_display().lower()}.")
+    amount = sale.balance_due
+    if amount != amount.to_integral_value():
+        raise StkError(
+            f"M-Pesa Express takes whole shillings; the balance is KSh {amount}. "
+            "Ask the customer to pay the PayBill."
+        )
+    if not settings.MPESA_CALLBACK_BASE_URL or not settings.MPESA_WEBHOOK_TOKEN:
+        raise StkError("MPESA_CALLBACK_BASE_URL and MPESA_WEBHOOK_TOKEN must be set to send prompts.")
+    callback_url = settings.MPESA_CALLBACK_BASE_URL.rstrip("/") + reverse(
+        "stk-callback", args=[settings.MPESA_WEBHOOK_TOKEN]
+    )
+    try:
+        answer = DarajaClient.from_settings().stk_push(
+            shortcode=settings.MPESA_SHORTCODE,
+            passkey=settings.MPESA_PASSKEY,
+            phone=phone,
+            amount=amount,
+            account_reference=sale.reference,
+            description=f"Sale {sale.reference}"[:13],
+            callback_url=callback_url,
+        )
+    except DarajaError as exc:
+        raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
+    return StkPush.objects.create(
+        checkout_request_id=str(answer["CheckoutRequestID"]),
+        merchant_request_id=str(answer.get("MerchantRequestID", "")),
+        sale=sale,
+        account_reference=sale.reference,
+        phone=phone,
+        amount=amount,
+        requested_by=by,
+    )
+
+
+def stk_callback_process(*, log: WebhookLog) -> None:
+    """Settle the prompt the callback is about, once; book the receipt when it was paid."""
+    try:
+        callback = _stk_callback_parse(log.body.encode())
+    except MalformedCallbackError as exc:
+        webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=str(exc))
+        return
+    checkout_id, code, description, items = callback
+    try:
+        with transaction.atomic():
+            push = StkPush.objects.select_for_update().filter(checkout_request_id=checkout_id).first()
+            if push is None:
+                webhook_log_close(
+                    log=log, status=WebhookStatus.REJECTED, detail=f"No prompt {checkout_id} was sent by us."
+                )
+                return
+            if push.status != StkStatus.REQUESTED:
+                webhook_log_close(
+                    log=log, status=WebhookStatus.DUPLICATE, detail=f"Prompt already {push.status}."
+                )
+                return
+            detail = _settle(push, code=code, description=description, items=items, log=log)
+            webhook_log_close(log=log, status=WebhookStatus.PROCESSED, detail=detail)
+    except Exception as exc:  # the raw log is kept: retried like a failed confirmation
+        logger.exception("STK callback #%s failed", log.pk)
+        webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def stk_settle_unanswered(
+    *, older_than_seconds: int = 60, pushes: QuerySet[StkPush] | None = None
+) -> list[StkPush]:
+    """Ask Safaricom about prompts that got no callback. Paid ones are booked when their receipt
+    arrives (C2B confirmation or pull); failures are settled here."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    candidates = (
+        pushes
+        if pushes is not None
+        else StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff)
+    )
+    client = DarajaClient.from_settings()
+    settled = []
+    for push in candidates.filter(status=StkStatus.REQUESTED).order_by("pk"):
+        try:
+            answer = client.stk_query(
+                shortcode=settings.MPESA_SHORTCODE,
+                passkey=settings.MPESA_PASSKEY,
+                checkout_request_id=push.checkout_request_id,
+            )
+        except DarajaError as exc:
+            if exc.code != STILL_PROCESSING:
+                logger.warning("STK query for %s failed: %s", push, exc)
+            continue
+        code = str(answer.get("ResultCode", ""))
+        with transaction.atomic():
+            locked = StkPush.objects.select_for_update().get(pk=push.pk)
+            if locked.status != StkStatus.REQUESTED:
+                continue
+            if code == "0":
+                # The query carries no receipt number, and only a receipt can be booked exactly once:
+                # the money is booked when its C2B confirmation (or a pull) brings the receipt.
+                locked.result_code, locked.result_desc = code, str(answer.get("ResultDesc", ""))[:300]
+                locked.save(update_fields=["result_code", "result_desc"])
+                continue
+            _settle(locked, code=code, description=str(answer.get("ResultDesc", "")), items={}, log=None)
+            settled.append(locked)
+    return settled
+
+
+def _settle(
+    push: StkPush, *, code: str, description: str, items: dict[str, Any], log: WebhookLog | None
+) -> str:
+    push.result_code, push.result_desc, push.settled_at = code, description[:300], timezone.now()
+    if code == "0":
+        payment = _payment_from(push, items)
+        assert log is not None
+        _, detail, receipt = receipt_book(log=log, payment=payment, source=ReceiptSource.STK)
+        push.status, push.receipt, push.mpesa_receipt_number = StkStatus.PAID, receipt, payment.trans_id
+        push.save()
+        return f"Paid {payment.trans_id}: {detail}"
+    push.status = StkStatus.FAILED if code in FINAL_FAILURES else StkStatus.NEEDS_REVIEW
+    push.save()
+    return f"{push.get_status_display()}: {code} {description}"
+
+
+def _payment_from(push: StkPush, items: dict[str, Any]) -> C2BPayment:
+    receipt_number = str(items.get("MpesaReceiptNumber", "")).strip().upper()
+    if not receipt_number:
+        raise MalformedCallbackError("A paid STK callback without MpesaReceiptNumber.")
+    try:
+        amount = to_kes(str(items.get("Amount", push.amount)))
+    except InvalidAmountError as exc:
+        raise MalformedCallbackError(f"Amount {items.get('Amount')!r} is not an amount.") from exc
+    return C2BPayment(
+        trans_id=receipt_number,
+        trans_time=trans_time_parse(str(items.get("TransactionDate", ""))),
+        amount=amount,
+        business_short_code=settings.MPESA_SHORTCODE,
+        bill_ref_number=push.account_reference,
+        invoice_number="",
+        transaction_type="M-Pesa Express",
+        org_account_balance=None,
+        third_party_trans_id="",
+        msisdn=str(items.get("PhoneNumber", push.phone)),
+        first_name="",
+        middle_name="",
+        last_name="",
+    )
+
+
+def _stk_callback_parse(body: bytes) -> tuple[str, str, str, dict[str, Any]]:
+    try:
+        data = json.loads(body, parse_float=Decimal)
+        callback = data["Body"]["stkCallback"]
+        checkout_id = str(callback["CheckoutRequestID"]).strip()
+        code = str(callback["ResultCode"]).strip()
+        description = str(callback.get("ResultDesc", ""))
+        items = {
+            str(item.get("Name")): item.get("Value")
+            for item in (callback.get("CallbackMetadata") or {}).get("Item", [])
+            if isinstance(item, dict)
+        }
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise MalformedCallbackError(f"Not an STK callback ({type(exc).__name__}).") from exc
+    if not checkout_id:
+        raise MalformedCallbackError("There is no CheckoutRequestID.")
+    return checkout_id, code, description, items

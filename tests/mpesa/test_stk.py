@@ -1,0 +1,136 @@
+"""M-Pesa Express end to end: our app on pytest-django's live server, the fake Daraja calling back."""
+
+import json
+import time
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from ledger.selectors import ledger_verify
+from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
+from mpesa.models import MpesaReceipt, ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
+from mpesa.services.stk import stk_push_for_sale, stk_words
+from pos.models import SaleStatus
+from tests.factories import UserFactory
+from tests.pos.factories import SaleFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def daraja(settings, live_server):
+    fake = FakeDaraja(callback_delay=0.05).start()
+    settings.MPESA_API_BASE = fake.url
+    settings.MPESA_CONSUMER_KEY, settings.MPESA_CONSUMER_SECRET = "fake-key", "fake-secret"
+    settings.MPESA_PASSKEY = SANDBOX_PASSKEY
+    settings.MPESA_CALLBACK_BASE_URL = live_server.url
+    call_command("mpesa_register_urls")
+    yield fake
+    fake.stop()
+
+
+def wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def settled(push):
+    return wait_for(lambda: StkPush.objects.get(pk=push.pk).status != StkStatus.REQUESTED)
+
+
+@pytest.mark.parametrize("c2b_first", [False, True])
+def test_a_paid_prompt_pays_the_sale_once_whichever_channel_reports_first(daraja, c2b_first):
+    daraja.state.c2b_first = c2b_first
+    sale = SaleFactory(total=Decimal("460.00"))
+    push = stk_push_for_sale(sale=sale, phone="0712 345 670", by=None)
+    assert push.phone == "254712345670" and push.amount == Decimal("460.00")
+    assert settled(push)
+    assert wait_for(lambda: len(daraja.callbacks) == 2)
+    push.refresh_from_db()
+    sale.refresh_from_db()
+    assert push.status == StkStatus.PAID and sale.status == SaleStatus.PAID
+    receipt = MpesaReceipt.objects.get()
+    assert receipt.trans_id == push.mpesa_receipt_number
+    assert receipt.source == (ReceiptSource.C2B if c2b_first else ReceiptSource.STK)
+    statuses = sorted(WebhookLog.objects.values_list("kind", "status"))
+    assert (
+        "c2b_confirmation",
+        WebhookStatus.DUPLICATE if not c2b_first else WebhookStatus.PROCESSED,
+    ) in statuses
+    assert stk_words(push).startswith("Paid: M-Pesa")
+    assert ledger_verify()["is_valid"]
+
+
+@pytest.mark.parametrize(
+    ("last_digit", "code", "words"),
+    [
+        ("5", "1032", "cancelled the prompt"),
+        ("6", "1037", "No response"),
+        ("7", "2001", "Wrong M-Pesa PIN"),
+        ("8", "1", "Not enough money"),
+    ],
+)
+def test_a_failed_prompt_is_told_in_a_cashiers_words(daraja, last_digit, code, words):
+    sale = SaleFactory(total=Decimal("100.00"))
+    push = stk_push_for_sale(sale=sale, phone=f"071234567{last_digit}", by=None)
+    assert settled(push)
+    push.refresh_from_db()
+    assert (push.status, push.result_code) == (StkStatus.FAILED, code)
+    assert words in stk_words(push)
+    sale.refresh_from_db()
+    assert sale.status == SaleStatus.PENDING and not MpesaReceipt.objects.exists()
+
+
+def test_a_prompt_without_a_callback_is_settled_by_query(daraja):
+    sale = SaleFactory(total=Decimal("100.00"))
+    push = stk_push_for_sale(sale=sale, phone="0712345679", by=None)
+    time.sleep(0.3)
+    assert StkPush.objects.get(pk=push.pk).status == StkStatus.REQUESTED
+    call_command("mpesa_stk_settle", "--older-than", "0")
+    push.refresh_from_db()
+    assert (push.status, push.result_code) == (StkStatus.FAILED, "1037")
+
+
+def test_repeated_unknown_and_odd_callbacks(daraja, live_server):
+    sale = SaleFactory(total=Decimal("100.00"))
+    push = stk_push_for_sale(sale=sale, phone="0712345675", by=None)
+    assert settled(push)
+    url = reverse("stk-callback", args=["test-webhook-token"])
+    client = Client()
+
+    def callback(checkout_id, code):
+        body = {"Body": {"stkCallback": {"MerchantRequestID": "m", "CheckoutRequestID": checkout_id,
+                                         "ResultCode": code, "ResultDesc": "x"}}}  # fmt: skip
+        return client.post(url, data=json.dumps(body), content_type="application/json")
+
+    assert callback(push.checkout_request_id, 1032).json()["ResultCode"] == 0
+    assert WebhookLog.objects.filter(kind="stk_callback", status=WebhookStatus.DUPLICATE).count() == 1
+    callback("ws_CO_not_ours", 0)
+    assert WebhookLog.objects.filter(kind="stk_callback", status=WebhookStatus.REJECTED).count() == 1
+    odd = stk_push_for_sale(sale=SaleFactory(total=Decimal("10.00")), phone="0712345679", by=None)
+    callback(odd.checkout_request_id, 9999)
+    odd.refresh_from_db()
+    assert odd.status == StkStatus.NEEDS_REVIEW
+    assert client.post(url, data=b"{}", content_type="application/json").status_code == 400
+
+
+def test_the_waiting_screen_sends_and_follows_the_prompt(daraja):
+    cashier = UserFactory()
+    cashier.groups.add(Group.objects.get(name="Cashier"))
+    sale = SaleFactory(total=Decimal("230.00"), cashier=cashier)
+    client = Client()
+    client.force_login(cashier)
+    url = reverse("pos-sale-prompt", args=[sale.reference])
+    assert client.post(url, {"phone": "12345"}).status_code == 400
+    sent = client.post(url, {"phone": "0712345670"}).json()
+    assert sent["prompt"]["status"] == "REQUESTED" and "enter their M-Pesa PIN" in sent["prompt"]["words"]
+    assert wait_for(lambda: client.get(url).json()["prompt"]["status"] == "PAID")
+    assert client.get(reverse("pos-sale-status", args=[sale.reference])).json()["status"] == "PAID"
