@@ -42,6 +42,7 @@ from invoices.models import (
 )
 from invoices.selectors import payment_reference_resolve
 from kellyos.db import violated_constraint
+from kellyos.events import event_publish
 from kellyos.money import CENT, MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT, MPESA_CASH, SALES_REVENUE
 from ledger.exceptions import LedgerError
@@ -101,6 +102,7 @@ def invoice_create(
         InvoiceLine.objects.bulk_create(prepared)
         _credit_apply_to_open_invoices(customer=customer, by=by)
         invoice.refresh_from_db()
+        _announce(customer, [invoice])
     return invoice
 
 
@@ -134,6 +136,7 @@ def invoice_lines_replace(*, invoice: Invoice, lines: Sequence[InvoiceLineInput]
         InvoiceLine.objects.bulk_create(prepared)
         _credit_apply_to_open_invoices(customer=customer, by=by)
         invoice.refresh_from_db()
+        _announce(customer, [invoice])
     return invoice
 
 
@@ -236,6 +239,7 @@ def invoice_void(*, invoice: Invoice, reason: str, by: User | None) -> Invoice:
         invoice.void_reason = reason
         invoice.save(update_fields=["status", "voided_at", "voided_by", "void_reason"])
         _credit_apply_to_open_invoices(customer=customer, by=by)
+        _announce(customer, [invoice])
     return invoice
 
 
@@ -303,6 +307,7 @@ def _payment_book(
     )
     for invoice, share in shares:
         _invoice_record_paid(invoice, share)
+    _announce(customer, [invoice for invoice, _ in shares])
     return payment
 
 
@@ -344,6 +349,27 @@ def _credit_apply_to_open_invoices(*, customer: Customer, by: User | None) -> No
         )
         _invoice_record_paid(invoice, amount)
         credit -= amount
+
+
+def _announce(customer: Customer, invoices: list[Invoice]) -> None:
+    """Tell live screens, when this transaction commits, what changed for the customer."""
+    for invoice in invoices:
+        event_publish(
+            kind="invoice",
+            payload={"number": invoice.number, "customer": customer.code, "status": invoice.status,
+                     "balance_due": invoice.balance_due},
+        )  # fmt: skip
+    position = customer_position(customer.pk)
+    event_publish(
+        kind="customer",
+        payload={
+            "code": customer.code,
+            "name": customer.name,
+            "owed": position.owed,
+            "credit": position.credit,
+            "balance": position.balance,
+        },
+    )
 
 
 def _invoice_record_paid(invoice: Invoice, amount: Decimal) -> None:

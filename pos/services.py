@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from kellyos.events import event_publish
 from kellyos.money import MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import MPESA_CASH, SALES_REVENUE
 from ledger.models import CauseKind
@@ -60,6 +61,7 @@ def sale_cancel(*, sale: Sale, by: User) -> Sale:
         sale.status = SaleStatus.CANCELLED
         sale.cancelled_at = timezone.now()
         sale.save(update_fields=["status", "cancelled_at"])
+        _announce(sale)
     return sale
 
 
@@ -104,9 +106,22 @@ def sale_payment_apply(
     if sale.amount_paid == sale.total:
         sale.status, sale.paid_at = SaleStatus.PAID, timezone.now()
     sale.save(update_fields=["amount_paid", "status", "paid_at"])
+    _announce(sale)
     excess = amount - applied
     reason = f"KES {excess} more than sale {sale.reference} needed." if excess else ""
     return SalePaymentOutcome(payment, excess, reason)
+
+
+def _announce(sale: Sale) -> None:
+    event_publish(
+        kind="sale",
+        payload={
+            "sale": sale.reference,
+            "status": sale.status,
+            "total": sale.total,
+            "balance_due": sale.balance_due,
+        },
+    )
 
 
 def _validated_lines(lines: Sequence[SaleLineInput]) -> list[SaleLine]:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from customers.models import Customer
 from customers.selectors import customer_get_for_update
 from invoices.models import Payment
+from kellyos.events import event_publish
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
 from ledger.models import CauseKind
@@ -299,7 +300,23 @@ def receipt_book(
                 receipt, amount=booking.excess, reason=booking.excess_reason, detail=booking.excess_detail
             )
     receipt.save()
+    event_publish(
+        kind="payment",
+        payload={
+            "trans_id": receipt.trans_id, "amount": receipt.amount, "payer": receipt.payer_name,
+            "account": receipt.bill_ref_number, "status": receipt.get_status_display(),
+            "unallocated_amount": receipt.unallocated_amount, "time": receipt.trans_time,
+            "sale": booking_sale_reference(receipt),
+            "unallocated_count": MpesaReceipt.objects.filter(
+                unallocated_amount__gt=0, payment__isnull=True
+            ).count(),
+        },
+    )  # fmt: skip
     return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
+
+
+def booking_sale_reference(receipt: MpesaReceipt) -> str | None:
+    return receipt.sale_payment.sale.reference if receipt.sale_payment else None
 
 
 def _hold_in_suspense(receipt: MpesaReceipt, *, amount: Decimal, reason: str, detail: str) -> None:

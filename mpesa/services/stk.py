@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from customers.phones import phone_normalize
+from kellyos.events import event_publish
 from kellyos.money import InvalidAmountError, to_kes
 from mpesa.callbacks import C2BPayment, MalformedCallbackError, trans_time_parse
 from mpesa.daraja import DarajaClient, DarajaError
@@ -179,10 +180,19 @@ def _settle(
         _, detail, receipt = receipt_book(log=log, payment=payment, source=ReceiptSource.STK)
         push.status, push.receipt, push.mpesa_receipt_number = StkStatus.PAID, receipt, payment.trans_id
         push.save()
+        _announce(push)
         return f"Paid {payment.trans_id}: {detail}"
     push.status = StkStatus.FAILED if code in FINAL_FAILURES else StkStatus.NEEDS_REVIEW
     push.save()
+    _announce(push)
     return f"{push.get_status_display()}: {code} {description}"
+
+
+def _announce(push: StkPush) -> None:
+    event_publish(
+        kind="prompt",
+        payload={"sale": push.account_reference, "status": push.status, "words": stk_words(push)},
+    )
 
 
 def _payment_from(push: StkPush, items: dict[str, Any]) -> C2BPayment:

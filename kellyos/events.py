@@ -1,0 +1,73 @@
+"""Live updates: committed changes announced to every server process through PostgreSQL
+LISTEN/NOTIFY, and streamed to browsers as Server-Sent Events.
+
+`event_publish` runs inside the business transaction: the event row and the NOTIFY commit (or
+vanish) with the change. A browser that reconnects sends the last event id it saw and is replayed
+what it missed; ids are taken before commit, so the replay starts a little earlier and the browser
+skips ids it has already shown."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+
+from kellyos.models import Event
+
+CHANNEL = "kellyos_events"
+REPLAY_OVERLAP = timedelta(seconds=30)
+HEARTBEAT_SECONDS = 15.0
+
+
+def event_publish(*, kind: str, payload: dict[str, Any]) -> None:
+    data = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))  # Decimals and datetimes as strings
+    event = Event.objects.create(kind=kind, payload=data)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(event.pk)])
+
+
+def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_seconds: float) -> Iterator[str]:
+    """SSE lines: first what was missed since `last_event_id`, then live events, with heartbeats,
+    for at most `max_seconds` (the browser reconnects by itself and resumes)."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        yield "retry: 2000\n\n"
+        if last_event_id is not None:
+            for event in _replay(last_event_id):
+                if _wanted(event, wants):
+                    yield _sse(event)
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            notified = [int(n.payload) for n in listener.notifies(timeout=HEARTBEAT_SECONDS, stop_after=50)]
+            if not notified:
+                yield ": still here\n\n"
+                continue
+            for event in Event.objects.filter(pk__in=notified).order_by("pk"):
+                if _wanted(event, wants):
+                    yield _sse(event)
+        connection.close()  # this thread's Django connection, used for the event rows
+
+
+def _replay(last_event_id: int) -> list[Event]:
+    last = Event.objects.filter(pk=last_event_id).values_list("created_at", flat=True).first()
+    events = Event.objects.order_by("pk")
+    return list(
+        events.filter(created_at__gte=last - REPLAY_OVERLAP) if last else events.filter(pk__gt=last_event_id)
+    )
+
+
+def _wanted(event: Event, wants: dict[str, str]) -> bool:
+    return all(str(event.payload.get(key)) == value for key, value in wants.items())
+
+
+def _sse(event: Event) -> str:
+    return f"id: {event.pk}\nevent: {event.kind}\ndata: {json.dumps(event.payload)}\n\n"
