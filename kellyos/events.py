@@ -46,8 +46,9 @@ def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_second
                 if _wanted(event, wants):
                     yield _sse(event)
         deadline = time.monotonic() + max_seconds
-        while time.monotonic() < deadline:
-            notified = [int(n.payload) for n in listener.notifies(timeout=HEARTBEAT_SECONDS, stop_after=50)]
+        while (remaining := deadline - time.monotonic()) > 0:
+            wait = min(HEARTBEAT_SECONDS, remaining)
+            notified = [int(n.payload) for n in listener.notifies(timeout=wait, stop_after=50)]
             if not notified:
                 yield ": still here\n\n"
                 continue

@@ -4,7 +4,7 @@ from django.urls import include, path
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
-from kellyos.views import health
+from kellyos.views import dashboard, events, health
 from mpesa.api.views import C2BConfirmationApi, C2BValidationApi, StkCallbackApi
 from mpesa.views import sale_prompt
 from pos.api.views import SaleListCreateApi
@@ -15,6 +15,8 @@ admin.site.index_title = "Receivables and ledger"
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("events", events, name="events"),
+    path("dashboard/", dashboard, name="dashboard"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("pos/", include("pos.urls")),

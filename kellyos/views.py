@@ -1,5 +1,24 @@
+"""Project-wide pages: the health check, the live event stream, and the accountant's dashboard."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.db.models import Count, Sum
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.utils import timezone
+
+from invoices.models import OPEN_STATUSES, Invoice
+from kellyos.events import event_stream
+from mpesa.models import MpesaReceipt
+from pos.selectors import sale_get_by_reference
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -10,3 +29,47 @@ def health(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # any database failure means "not healthy", said plainly
         return JsonResponse({"status": "error", "database": str(exc)[:200]}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+@login_required
+def events(request: HttpRequest) -> HttpResponseBase:
+    """Server-Sent Events. `?sale=POS-000001` follows one sale (its cashier may); without it, every
+    event (accountants: the dashboard). Resumes after `Last-Event-ID`."""
+    user = request.user
+    wants: dict[str, str] = {}
+    reference = request.GET.get("sale")
+    if reference:
+        sale = sale_get_by_reference(reference)
+        if sale is None or (
+            sale.cashier_id != user.pk and not (user.is_staff and user.has_perm("pos.view_sale"))
+        ):
+            return HttpResponseForbidden("Not your sale.")
+        wants["sale"] = sale.reference
+    elif not user.has_perm("invoices.view_invoice"):
+        return HttpResponseForbidden("The payment feed is for accountants.")
+    last = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or ""
+    stream = event_stream(
+        last_event_id=int(last) if last.isdigit() else None,
+        wants=wants,
+        max_seconds=settings.EVENTS_STREAM_SECONDS,
+    )
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy must pass events on at once
+    return response
+
+
+@staff_member_required
+@permission_required("invoices.view_invoice", raise_exception=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    start = datetime.combine(timezone.localdate(), time.min, tzinfo=timezone.get_current_timezone())
+    today = MpesaReceipt.objects.filter(trans_time__gte=start, trans_time__lt=start + timedelta(days=1))
+    collected = today.aggregate(total=Sum("amount"), count=Count("id"))
+    context = {
+        "collected": collected["total"] or Decimal("0.00"),
+        "receipts_today": collected["count"],
+        "unallocated": MpesaReceipt.objects.filter(unallocated_amount__gt=0, payment__isnull=True).count(),
+        "open_invoices": Invoice.objects.filter(status__in=OPEN_STATUSES).count(),
+        "recent": MpesaReceipt.objects.select_related("customer").order_by("-trans_time", "-id")[:20],
+    }
+    return render(request, "dashboard.html", context)

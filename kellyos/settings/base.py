@@ -168,6 +168,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
+# Live updates: how long one event stream stays open before the browser reconnects (and resumes).
+EVENTS_STREAM_SECONDS = env.int("EVENTS_STREAM_SECONDS", default=300)
+
 # Receivables: how far back an invoice may be dated (statements already sent would change).
 INVOICE_MAX_BACKDATE_DAYS = env.int("INVOICE_MAX_BACKDATE_DAYS", default=60)
 

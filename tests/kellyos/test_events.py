@@ -1,0 +1,119 @@
+"""Live updates: announced only once committed, streamed as Server-Sent Events, resumable."""
+
+import threading
+import time
+from decimal import Decimal
+
+import psycopg
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.db import connection, transaction
+from django.test import Client
+
+from kellyos.events import CHANNEL, event_publish
+from kellyos.models import Event
+from tests.customers.factories import CustomerFactory
+from tests.factories import UserFactory
+from tests.mpesa import payloads
+from tests.pos.factories import SaleFactory
+
+CONFIRM = "/api/webhooks/c2b/test-webhook-token/confirmation"
+
+
+def listener():
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    conn = psycopg.connect(**params, autocommit=True)
+    conn.execute(f"LISTEN {CHANNEL}")
+    return conn
+
+
+def heard(conn, seconds=0.5):
+    return [int(n.payload) for n in conn.notifies(timeout=seconds, stop_after=10)]
+
+
+def accountant_client():
+    user = UserFactory(is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_invoice", "view_mpesareceipt"]))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_is_announced_when_its_transaction_commits_and_never_after_a_rollback():
+    with listener() as conn:
+        with transaction.atomic():
+            event_publish(kind="payment", payload={"amount": Decimal("10.00")})
+            assert heard(conn, 0.3) == []  # not yet: the transaction is open
+        first = Event.objects.get()
+        assert heard(conn) == [first.pk]
+        assert first.payload == {"amount": "10.00"}
+
+        with pytest.raises(RuntimeError), transaction.atomic():
+            event_publish(kind="payment", payload={"amount": "20.00"})
+            raise RuntimeError("the booking failed")
+        assert heard(conn, 0.3) == []
+        assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_booked_payment_reaches_a_listening_dashboard(settings):
+    settings.EVENTS_STREAM_SECONDS = 3
+    customer = CustomerFactory()
+    response = accountant_client().get("/events")
+    assert response["Content-Type"] == "text/event-stream"
+    received: list[str] = []
+    reader = threading.Thread(
+        target=lambda: received.extend(chunk.decode() for chunk in response.streaming_content)
+    )
+    reader.start()
+    time.sleep(0.5)
+    Client().post(
+        CONFIRM,
+        data=payloads.body(payloads.c2b(trans_id="TKLIVE0001", amount="150", account=customer.code)),
+        content_type="application/json",
+    )
+    reader.join(timeout=10)
+    stream = "".join(received)
+    assert "event: payment" in stream and "TKLIVE0001" in stream
+    assert "event: customer" in stream
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reconnecting_browser_is_replayed_what_it_missed(settings):
+    settings.EVENTS_STREAM_SECONDS = 0.5
+    event_publish(kind="payment", payload={"trans_id": "SEEN"})
+    seen = Event.objects.get().pk
+    event_publish(kind="payment", payload={"trans_id": "MISSED1"})
+    event_publish(kind="invoice", payload={"number": "MISSED2"})
+    response = accountant_client().get("/events", HTTP_LAST_EVENT_ID=str(seen))
+    stream = "".join(chunk.decode() for chunk in response.streaming_content)
+    assert "MISSED1" in stream and "MISSED2" in stream
+    assert f"id: {seen + 2}" in stream
+
+
+@pytest.mark.django_db
+def test_only_accountants_get_the_whole_feed_and_cashiers_only_their_sales(settings):
+    settings.EVENTS_STREAM_SECONDS = 0.2
+    cashier = UserFactory()
+    cashier.groups.add(Group.objects.get(name="Cashier"))
+    client = Client()
+    client.force_login(cashier)
+    assert client.get("/events").status_code == 403
+    mine, theirs = SaleFactory(cashier=cashier), SaleFactory()
+    assert client.get("/events", {"sale": theirs.reference}).status_code == 403
+    assert client.get("/events", {"sale": mine.reference})["Content-Type"] == "text/event-stream"
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_todays_collections(admin_client):
+    customer = CustomerFactory()
+    Client().post(
+        CONFIRM,
+        data=payloads.body(payloads.c2b(trans_id="TKDASH0001", amount="1250", account=customer.code)),
+        content_type="application/json",
+    )
+    page = admin_client.get("/dashboard/").content.decode()
+    assert "1,250.00" in page and "TKDASH0001" in page and "Unallocated receipts" in page
