@@ -38,24 +38,26 @@ def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_second
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as listener:
-        listener.execute(f"LISTEN {CHANNEL}")
-        yield "retry: 2000\n\n"
-        if last_event_id is not None:
-            for event in _replay(last_event_id):
-                if _wanted(event, wants):
-                    yield _sse(event)
-        deadline = time.monotonic() + max_seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            wait = min(HEARTBEAT_SECONDS, remaining)
-            notified = [int(n.payload) for n in listener.notifies(timeout=wait, stop_after=50)]
-            if not notified:
-                yield ": still here\n\n"
-                continue
-            for event in Event.objects.filter(pk__in=notified).order_by("pk"):
-                if _wanted(event, wants):
-                    yield _sse(event)
-        connection.close()  # this thread's Django connection, used for the event rows
+    try:
+        with psycopg.connect(**params, autocommit=True) as listener:
+            listener.execute(f"LISTEN {CHANNEL}")
+            yield "retry: 2000\n\n"
+            if last_event_id is not None:
+                for event in _replay(last_event_id):
+                    if _wanted(event, wants):
+                        yield _sse(event)
+            deadline = time.monotonic() + max_seconds
+            while (remaining := deadline - time.monotonic()) > 0:
+                wait = min(HEARTBEAT_SECONDS, remaining)
+                notified = [int(n.payload) for n in listener.notifies(timeout=wait, stop_after=50)]
+                if not notified:
+                    yield ": still here\n\n"
+                    continue
+                for event in Event.objects.filter(pk__in=notified).order_by("pk"):
+                    if _wanted(event, wants):
+                        yield _sse(event)
+    finally:
+        connection.close()  # this thread's Django connection (event rows), also when the browser left
 
 
 def _replay(last_event_id: int) -> list[Event]:

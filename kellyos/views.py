@@ -48,6 +48,7 @@ def events(request: HttpRequest) -> HttpResponseBase:
     elif not user.has_perm("invoices.view_invoice"):
         return HttpResponseForbidden("The payment feed is for accountants.")
     last = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or ""
+    connection.close()  # the stream may outlive this request's bookkeeping; it opens what it needs
     stream = event_stream(
         last_event_id=int(last) if last.isdigit() else None,
         wants=wants,
