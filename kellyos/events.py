@@ -49,7 +49,11 @@ def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_second
             deadline = time.monotonic() + max_seconds
             while (remaining := deadline - time.monotonic()) > 0:
                 wait = min(HEARTBEAT_SECONDS, remaining)
-                notified = [int(n.payload) for n in listener.notifies(timeout=wait, stop_after=50)]
+                # Wake on the first notification, then take whatever else is already waiting.
+                arrived = list(listener.notifies(timeout=wait, stop_after=1))
+                if arrived:
+                    arrived += list(listener.notifies(timeout=0.0))
+                notified = [int(n.payload) for n in arrived]
                 if not notified:
                     yield ": still here\n\n"
                     continue

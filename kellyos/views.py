@@ -6,6 +6,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db import connection
@@ -67,6 +68,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     today = MpesaReceipt.objects.filter(trans_time__gte=start, trans_time__lt=start + timedelta(days=1))
     collected = today.aggregate(total=Sum("amount"), count=Count("id"))
     context = {
+        **admin.site.each_context(request),
+        "title": "Dashboard",
         "collected": collected["total"] or Decimal("0.00"),
         "receipts_today": collected["count"],
         "unallocated": MpesaReceipt.objects.filter(unallocated_amount__gt=0, payment__isnull=True).count(),

@@ -59,26 +59,31 @@ def test_an_event_is_announced_when_its_transaction_commits_and_never_after_a_ro
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_booked_payment_reaches_a_listening_dashboard(settings):
-    settings.EVENTS_STREAM_SECONDS = 3
+def test_a_booked_payment_reaches_a_listening_dashboard_at_once(settings):
+    settings.EVENTS_STREAM_SECONDS = 4
     customer = CustomerFactory()
     response = accountant_client().get("/events")
     assert response["Content-Type"] == "text/event-stream"
-    received: list[str] = []
-    reader = threading.Thread(
-        target=lambda: received.extend(chunk.decode() for chunk in response.streaming_content)
-    )
+    received: list[tuple[float, str]] = []
+
+    def read():
+        for chunk in response.streaming_content:
+            received.append((time.monotonic(), chunk.decode()))
+
+    reader = threading.Thread(target=read)
     reader.start()
     time.sleep(0.5)
+    posted = time.monotonic()
     Client().post(
         CONFIRM,
         data=payloads.body(payloads.c2b(trans_id="TKLIVE0001", amount="150", account=customer.code)),
         content_type="application/json",
     )
     reader.join(timeout=10)
-    stream = "".join(received)
-    assert "event: payment" in stream and "TKLIVE0001" in stream
-    assert "event: customer" in stream
+    payment = [(at, text) for at, text in received if "event: payment" in text]
+    assert payment and "TKLIVE0001" in payment[0][1]
+    assert payment[0][0] - posted < 1.5  # announced at commit, not at the next heartbeat
+    assert any("event: customer" in text for _, text in received)
 
 
 @pytest.mark.django_db(transaction=True)
