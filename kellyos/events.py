@@ -23,6 +23,7 @@ from kellyos.models import Event
 CHANNEL = "kellyos_events"
 REPLAY_OVERLAP = timedelta(seconds=30)
 HEARTBEAT_SECONDS = 15.0
+REPLAY_LIMIT = 500
 
 
 def event_publish(*, kind: str, payload: dict[str, Any]) -> None:
@@ -30,6 +31,12 @@ def event_publish(*, kind: str, payload: dict[str, Any]) -> None:
     event = Event.objects.create(kind=kind, payload=data)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(event.pk)])
+
+
+def event_latest_id() -> int:
+    """Pages write this into their EventSource URL, so nothing committed after the page was drawn
+    and before the stream opened is missed."""
+    return Event.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
 def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_seconds: float) -> Iterator[str]:
@@ -41,11 +48,12 @@ def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_second
     try:
         with psycopg.connect(**params, autocommit=True) as listener:
             listener.execute(f"LISTEN {CHANNEL}")
-            yield "retry: 2000\n\n"
+            # The newest id now: a browser that reconnects before any event arrives still resumes here.
+            newest = event_latest_id()
+            yield f"retry: 2000\nid: {max(newest, last_event_id or 0)}\n\n"
             if last_event_id is not None:
-                for event in _replay(last_event_id):
-                    if _wanted(event, wants):
-                        yield _sse(event)
+                for event in _replay(last_event_id, wants):
+                    yield _sse(event)
             deadline = time.monotonic() + max_seconds
             while (remaining := deadline - time.monotonic()) > 0:
                 wait = min(HEARTBEAT_SECONDS, remaining)
@@ -64,12 +72,15 @@ def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_second
         connection.close()  # this thread's Django connection (event rows), also when the browser left
 
 
-def _replay(last_event_id: int) -> list[Event]:
+def _replay(last_event_id: int, wants: dict[str, str]) -> list[Event]:
+    """What a reconnecting browser missed: newer events, and older ids that committed late (ids are
+    taken before commit). Bounded, and filtered in the database."""
+    events = Event.objects.filter(**{f"payload__{key}": value for key, value in wants.items()})
     last = Event.objects.filter(pk=last_event_id).values_list("created_at", flat=True).first()
-    events = Event.objects.order_by("pk")
-    return list(
-        events.filter(created_at__gte=last - REPLAY_OVERLAP) if last else events.filter(pk__gt=last_event_id)
+    late = (
+        events.filter(pk__lte=last_event_id, created_at__gte=last - REPLAY_OVERLAP) if last else events.none()
     )
+    return list((events.filter(pk__gt=last_event_id) | late).order_by("pk")[:REPLAY_LIMIT])
 
 
 def _wanted(event: Event, wants: dict[str, str]) -> bool:

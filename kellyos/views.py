@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from invoices.models import OPEN_STATUSES, Invoice
-from kellyos.events import event_stream
+from kellyos.events import event_latest_id, event_stream
 from mpesa.models import MpesaReceipt
 from pos.selectors import sale_get_by_reference
 
@@ -70,6 +70,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
+        "last_event_id": event_latest_id(),
         "collected": collected["total"] or Decimal("0.00"),
         "receipts_today": collected["count"],
         "unallocated": MpesaReceipt.objects.filter(unallocated_amount__gt=0, payment__isnull=True).count(),

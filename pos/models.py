@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Floor
 
 from ledger.models import JournalEntry
 
@@ -50,6 +51,10 @@ class Sale(models.Model):
         permissions = [("cancel_sale", "Can cancel a pending sale")]
         constraints = [
             models.CheckConstraint(condition=Q(total__gt=0), name="pos_sale_total_positive"),
+            # Customers pay by M-Pesa, which moves whole shillings only.
+            models.CheckConstraint(
+                condition=Q(total=Floor(F("total"))), name="pos_sale_total_whole_shillings"
+            ),
             models.CheckConstraint(
                 condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("total")),
                 name="pos_sale_paid_within_total",

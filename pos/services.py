@@ -160,8 +160,11 @@ def _validated_lines(lines: Sequence[SaleLineInput]) -> list[SaleLine]:
                     line_total=price * line.quantity,
                 )
             )
-    if not errors and sum((line.line_total for line in prepared), ZERO) > MAX_AMOUNT:
+    total = sum((line.line_total for line in prepared), ZERO)
+    if not errors and total > MAX_AMOUNT:
         errors["items"] = "The sale total is larger than a sale can hold."
+    elif not errors and total != total.to_integral_value():
+        errors["items"] = f"The total KSh {total} has cents; M-Pesa moves whole shillings only."
     if errors:
         raise SaleValidationError(errors)
     return prepared

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from kellyos.events import event_latest_id
 from pos.exceptions import SaleError, SaleValidationError
 from pos.forms import FREE_ROWS, PRODUCT_ROWS, SaleForm
 from pos.models import Sale, SaleStatus
@@ -68,7 +69,8 @@ def pos_sale_new(request: HttpRequest) -> HttpResponse:
 @permission_required("pos.view_sale", raise_exception=True)
 def pos_sale(request: HttpRequest, reference: str) -> HttpResponse:
     sale = _own_sale(request, reference)
-    return render(request, "pos/sale.html", {"sale": sale, "paybill": settings.MPESA_SHORTCODE})
+    context = {"sale": sale, "paybill": settings.MPESA_SHORTCODE, "last_event_id": event_latest_id()}
+    return render(request, "pos/sale.html", context)
 
 
 @login_required

@@ -128,9 +128,9 @@ def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog
 
 
 def c2b_retry_failed(*, logs: Any = None) -> list[WebhookLog]:
-    """Book again every confirmation whose processing failed, or that was left half-way (a worker
-    killed mid-booking leaves its log RECEIVED). Safe to run at any time, from any number of
-    processes: each log is claimed by one runner, and a receipt is booked once whatever happens."""
+    """Book again every confirmation (or STK callback) whose processing failed, or that was left
+    half-way (a worker killed mid-booking leaves its log RECEIVED). Safe to run at any time, from
+    any number of processes: each log is claimed by one runner, and a receipt is booked once."""
     stuck_before = timezone.now() - STUCK_AFTER
     candidates = (
         logs
@@ -140,9 +140,8 @@ def c2b_retry_failed(*, logs: Any = None) -> list[WebhookLog]:
         )
     )
     results = []
-    for log_id in (
-        candidates.filter(kind=WebhookKind.C2B_CONFIRMATION).order_by("pk").values_list("pk", flat=True)
-    ):
+    kinds = [WebhookKind.C2B_CONFIRMATION, WebhookKind.STK_CALLBACK]
+    for log_id in candidates.filter(kind__in=kinds).order_by("pk").values_list("pk", flat=True):
         with transaction.atomic():
             log = (
                 WebhookLog.objects.select_for_update(skip_locked=True)
@@ -166,6 +165,12 @@ def c2b_book_refused(*, logs: Any, by: User) -> list[WebhookLog]:
 
 
 def _book_logged(log: WebhookLog) -> WebhookLog:
+    if log.kind == WebhookKind.STK_CALLBACK:
+        from mpesa.services.stk import stk_callback_process  # the STK module builds on this one
+
+        stk_callback_process(log=log)
+        log.refresh_from_db()
+        return log
     try:
         payment = c2b_payment_parse(log.body.encode())
     except MalformedCallbackError as exc:
@@ -179,13 +184,15 @@ def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) ->
     """A clerk names the invoice or customer the suspense part of a receipt belongs to: DR 2200
     Unallocated / CR Accounts Receivable or Customer Credit, through the receivables service."""
     found = reference_match(reference)
-    if found is None or found[1].customer_id is None:
-        raise ReceiptAssignmentError(f"No invoice or customer matches {reference!r}.")
+    if found is None:
+        raise ReceiptAssignmentError(f"No invoice, customer or sale matches {reference!r}.")
     kind, match = found
     with transaction.atomic():
         receipt = MpesaReceipt.objects.select_for_update().get(pk=receipt.pk)
         if receipt.unallocated_amount <= 0 or receipt.payment_id is not None:
             raise ReceiptAssignmentError(f"Receipt {receipt.trans_id} has nothing left in suspense.")
+        if match.sale is not None:
+            return _assign_to_sale(receipt, kind=kind, match=match, by=by)
         booking = kind.book(
             match=match,
             reference=reference,
@@ -214,6 +221,44 @@ def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) ->
                 "assigned_by",
             ]
         )
+    return receipt
+
+
+def _assign_to_sale(
+    receipt: MpesaReceipt, *, kind: ReferenceKind, match: ReferenceMatch, by: User | None
+) -> MpesaReceipt:
+    """Suspense money to a till sale: DR 2200 / CR 4000 for what the sale takes; the rest stays in
+    suspense with the reason."""
+    if receipt.sale_payment_id is not None:
+        raise ReceiptAssignmentError(f"Receipt {receipt.trans_id} has already paid a sale.")
+    booking = kind.book(
+        match=match,
+        reference=match.label,
+        amount=receipt.unallocated_amount,
+        received_at=timezone.now(),
+        trans_id=receipt.trans_id,
+        received_into=UNALLOCATED_RECEIPTS,
+        payer_name=receipt.payer_name,
+    )
+    if booking.sale_payment is None:
+        raise ReceiptAssignmentError(f"Sale {match.label} takes no more money: {booking.excess_detail}")
+    receipt.sale_payment = booking.sale_payment
+    receipt.status = ReceiptStatus.SALE
+    receipt.unallocated_amount = booking.excess
+    if booking.excess:
+        receipt.unallocated_reason, receipt.unallocated_detail = booking.excess_reason, booking.excess_detail
+    receipt.assigned_at, receipt.assigned_by = timezone.now(), by
+    receipt.save(
+        update_fields=[
+            "sale_payment",
+            "status",
+            "unallocated_amount",
+            "unallocated_reason",
+            "unallocated_detail",
+            "assigned_at",
+            "assigned_by",
+        ]
+    )
     return receipt
 
 

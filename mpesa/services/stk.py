@@ -25,8 +25,8 @@ from kellyos.money import InvalidAmountError, to_kes
 from mpesa.callbacks import C2BPayment, MalformedCallbackError, trans_time_parse
 from mpesa.daraja import DarajaClient, DarajaError
 from mpesa.exceptions import MpesaError
-from mpesa.models import ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
-from mpesa.services.c2b import receipt_book, webhook_log_close
+from mpesa.models import ReceiptSource, ReceiptStatus, StkPush, StkStatus, WebhookLog, WebhookStatus
+from mpesa.services.c2b import receipt_assign, receipt_book, webhook_log_close
 from pos.models import Sale, SaleStatus
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ CASHIER_WORDS = {
     "2001": "Wrong M-Pesa PIN entered.",
 }
 STILL_PROCESSING = "500.001.1001"
+UNKNOWN_PROMPT_ATTEMPTS = 5
+# A prompt is answered (or times out) within about a minute; until then no second one for the sale.
+PROMPT_OPEN_FOR = timedelta(seconds=90)
 
 
 class StkError(MpesaError):
@@ -49,6 +52,8 @@ class StkError(MpesaError):
 
 def stk_words(push: StkPush) -> str:
     """What a cashier should read about a prompt."""
+    if push.status == StkStatus.REQUESTED and push.result_code == "0":
+        return "Paid, says M-Pesa: waiting for its receipt to book the money."
     if push.status == StkStatus.REQUESTED:
         return "Prompt sent: the customer should enter their M-Pesa PIN."
     if push.status == StkStatus.PAID:
@@ -65,9 +70,14 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
         phone = phone_normalize(phone)
     except ValueError as exc:
         raise StkError(str(exc)) from exc
-    sale.refresh_from_db()
-    if sale.status != SaleStatus.PENDING:
-        raise StkError(f"Sale {sale.reference} is {sale.get_status_display().lower()}.")
+    with transaction.atomic():
+        sale = Sale.objects.select_for_update().get(pk=sale.pk)
+        if sale.status != SaleStatus.PENDING:
+            raise StkError(f"Sale {sale.reference} is {sale.get_status_display().lower()}.")
+        if sale.stk_pushes.filter(
+            status=StkStatus.REQUESTED, result_code="", created_at__gt=timezone.now() - PROMPT_OPEN_FOR
+        ).exists():
+            raise StkError("A prompt is already on the customer's phone: wait for it, or Check with M-Pesa.")
     amount = sale.balance_due
     if amount != amount.to_integral_value():
         raise StkError(
@@ -114,9 +124,15 @@ def stk_callback_process(*, log: WebhookLog) -> None:
         with transaction.atomic():
             push = StkPush.objects.select_for_update().filter(checkout_request_id=checkout_id).first()
             if push is None:
-                webhook_log_close(
-                    log=log, status=WebhookStatus.REJECTED, detail=f"No prompt {checkout_id} was sent by us."
+                # A callback can overtake the saving of its prompt: keep it for the retry a while,
+                # then give up on it as not ours.
+                attempts = log.attempts + 1
+                WebhookLog.objects.filter(pk=log.pk).update(attempts=attempts)
+                unknown = f"No prompt {checkout_id} was sent by us (checked {attempts} times)."
+                status = (
+                    WebhookStatus.REJECTED if attempts >= UNKNOWN_PROMPT_ATTEMPTS else WebhookStatus.FAILED
                 )
+                webhook_log_close(log=log, status=status, detail=unknown)
                 return
             if push.status != StkStatus.REQUESTED:
                 webhook_log_close(
@@ -139,7 +155,9 @@ def stk_settle_unanswered(
     candidates = (
         pushes
         if pushes is not None
-        else StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff)
+        else StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff).exclude(
+            result_code="0"
+        )
     )
     client = DarajaClient.from_settings()
     settled = []
@@ -177,11 +195,24 @@ def _settle(
     if code == "0":
         payment = _payment_from(push, items)
         assert log is not None
-        _, detail, receipt = receipt_book(log=log, payment=payment, source=ReceiptSource.STK)
-        push.status, push.receipt, push.mpesa_receipt_number = StkStatus.PAID, receipt, payment.trans_id
+        status, detail, receipt = receipt_book(log=log, payment=payment, source=ReceiptSource.STK)
+        if status != WebhookStatus.PROCESSED and push.sale and receipt.status == ReceiptStatus.UNALLOCATED:
+            # The C2B confirmation came first and could not be placed (its account number differed):
+            # the prompt says which sale the money is for.
+            receipt = receipt_assign(receipt=receipt, reference=push.account_reference, by=None)
+            detail = f"{detail} Assigned to {push.account_reference} from the prompt."
+        paid_here = push.sale is None or (
+            receipt.sale_payment is not None and receipt.sale_payment.sale_id == push.sale_id
+        )
+        push.status = StkStatus.PAID if paid_here else StkStatus.NEEDS_REVIEW
+        push.receipt, push.mpesa_receipt_number = receipt, payment.trans_id
         push.save()
         _announce(push)
-        return f"Paid {payment.trans_id}: {detail}"
+        return (
+            f"Paid {payment.trans_id}: {detail}"
+            if paid_here
+            else f"Receipt {payment.trans_id} is booked elsewhere: {detail}"
+        )
     push.status = StkStatus.FAILED if code in FINAL_FAILURES else StkStatus.NEEDS_REVIEW
     push.save()
     _announce(push)

@@ -21,6 +21,8 @@ class SaleListCreateApi(APIView):
 
     def get(self, request: Request) -> Response:
         sales = Sale.objects.prefetch_related("lines").order_by("-created_at")
+        if not request.user.is_staff:  # a cashier sees their own sales; accountants see all
+            sales = sales.filter(cashier_id=request.user.pk)
         reference = request.query_params.get("posId")
         if reference is not None:
             sales = sales.filter(reference=sale_reference_normalize(reference) or "")

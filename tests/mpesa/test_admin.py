@@ -61,7 +61,7 @@ def test_assigning_to_nothing_is_refused_with_a_message(admin_client):
         {"action": "assign", "_selected_action": [receipt.pk], "confirm": "yes", "reference": "CUST-99999"},
         follow=True,
     )
-    assert "No invoice or customer matches" in done.content.decode()
+    assert "No invoice, customer or sale matches" in done.content.decode()
     receipt.refresh_from_db()
     assert receipt.status == ReceiptStatus.UNALLOCATED
 

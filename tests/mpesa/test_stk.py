@@ -13,9 +13,10 @@ from django.urls import reverse
 from ledger.selectors import ledger_verify
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
 from mpesa.models import MpesaReceipt, ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
-from mpesa.services.stk import stk_push_for_sale, stk_words
+from mpesa.services.stk import StkError, stk_push_for_sale, stk_words
 from pos.models import SaleStatus
 from tests.factories import UserFactory
+from tests.mpesa import payloads
 from tests.pos.factories import SaleFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,8 +114,13 @@ def test_repeated_unknown_and_odd_callbacks(daraja, live_server):
 
     assert callback(push.checkout_request_id, 1032).json()["ResultCode"] == 0
     assert WebhookLog.objects.filter(kind="stk_callback", status=WebhookStatus.DUPLICATE).count() == 1
-    callback("ws_CO_not_ours", 0)
-    assert WebhookLog.objects.filter(kind="stk_callback", status=WebhookStatus.REJECTED).count() == 1
+    callback("ws_CO_not_ours", 0)  # kept for the retry a few times (it may overtake its prompt), then refused
+    unknown = WebhookLog.objects.get(kind="stk_callback", status=WebhookStatus.FAILED)
+    assert "No prompt ws_CO_not_ours was sent by us" in unknown.detail
+    for _ in range(4):
+        call_command("mpesa_retry_failed")
+    unknown.refresh_from_db()
+    assert unknown.status == WebhookStatus.REJECTED
     odd = stk_push_for_sale(sale=SaleFactory(total=Decimal("10.00")), phone="0712345679", by=None)
     callback(odd.checkout_request_id, 9999)
     odd.refresh_from_db()
@@ -134,3 +140,56 @@ def test_the_waiting_screen_sends_and_follows_the_prompt(daraja):
     assert sent["prompt"]["status"] == "REQUESTED" and "enter their M-Pesa PIN" in sent["prompt"]["words"]
     assert wait_for(lambda: client.get(url).json()["prompt"]["status"] == "PAID")
     assert client.get(reverse("pos-sale-status", args=[sale.reference])).json()["status"] == "PAID"
+
+
+def test_a_second_prompt_is_refused_while_one_is_on_the_phone(daraja):
+    sale = SaleFactory(total=Decimal("100.00"))
+    stk_push_for_sale(sale=sale, phone="0712345679", by=None)  # never answered
+    with pytest.raises(StkError, match="already on the customer's phone"):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    assert StkPush.objects.count() == 1
+
+
+def test_a_confirmation_that_could_not_be_placed_is_given_to_the_prompts_sale(daraja, live_server):
+    # The C2B confirmation of an STK payment arrives first, with an account number we cannot place.
+    sale = SaleFactory(total=Decimal("300.00"))
+    push = stk_push_for_sale(sale=sale, phone="0712345679", by=None)  # the fake sends no callback
+    receipt_number = "TKSTKFIRST"
+    Client().post(
+        reverse("c2b-confirmation", args=["test-webhook-token"]),
+        data=payloads_body(receipt_number, "300", account=""),
+        content_type="application/json",
+    )
+    assert MpesaReceipt.objects.get().status == "UNALLOCATED"
+    items = [
+        {"Name": "Amount", "Value": 300},
+        {"Name": "MpesaReceiptNumber", "Value": receipt_number},
+        {"Name": "PhoneNumber", "Value": 254712345679},
+    ]
+    callback = {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "m",
+                "CheckoutRequestID": push.checkout_request_id,
+                "ResultCode": 0,
+                "ResultDesc": "ok",
+                "CallbackMetadata": {"Item": items},
+            }
+        }
+    }
+    Client().post(
+        reverse("stk-callback", args=["test-webhook-token"]),
+        data=json.dumps(callback),
+        content_type="application/json",
+    )
+    push.refresh_from_db()
+    sale.refresh_from_db()
+    receipt = MpesaReceipt.objects.get()
+    assert (push.status, sale.status, receipt.status, receipt.unallocated_amount) == (
+        StkStatus.PAID, SaleStatus.PAID, "SALE", Decimal("0.00"),
+    )  # fmt: skip
+    assert ledger_verify()["is_valid"]
+
+
+def payloads_body(trans_id, amount, account):
+    return payloads.body(payloads.c2b(trans_id=trans_id, amount=amount, account=account))

@@ -142,3 +142,12 @@ def test_the_pos_api_refuses_users_without_the_role():
         == 403
     )
     assert not Sale.objects.exists()
+
+
+def test_a_cashier_sees_only_their_own_sales_through_the_api():
+    me, other = cashier(), cashier()
+    mine, theirs = SaleFactory(cashier=me), SaleFactory(cashier=other)
+    client = APIClient()
+    client.force_authenticate(me)
+    assert [s["posId"] for s in client.get("/api/pos").json()["results"]] == [mine.reference]
+    assert client.get("/api/pos", {"posId": theirs.reference}).status_code == 404

@@ -124,3 +124,11 @@ def test_validation_accepts_a_pending_sale_and_refuses_closed_or_overpaid_ones()
     assert validate(sale.reference, "301") == "C2B00013"
     sale_cancel(sale=sale, by=sale.cashier)
     assert validate(sale.reference, "300") == "C2B00012"
+
+
+def test_a_sale_with_cents_is_refused_since_m_pesa_moves_whole_shillings():
+    with pytest.raises(SaleValidationError, match="whole shillings"):
+        sale_create(
+            lines=[SaleLineInput(quantity=1, description="Sweets", unit_price="99.50")], cashier=UserFactory()
+        )
+    assert not Sale.objects.exists()
