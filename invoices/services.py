@@ -47,6 +47,7 @@ from kellyos.money import CENT, MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT, MPESA_CASH, SALES_REVENUE
 from ledger.exceptions import LedgerError
 from ledger.models import CauseKind, JournalEntry
+from ledger.selectors import period_lock_current
 from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
 
 QUANTITY_STEP = Decimal("0.001")
@@ -425,6 +426,9 @@ def _validated_lines(
             f"The issue date {issue_date} is more than {settings.INVOICE_MAX_BACKDATE_DAYS} days ago; "
             "statements already sent would change."
         )
+    lock = period_lock_current()
+    if lock is not None and issue_date <= lock.locked_through:
+        errors["issue_date"] = f"The books are closed through {lock.locked_through}."
     if due_date < issue_date:
         errors["due_date"] = f"The due date {due_date} is before the issue date {issue_date}."
     if not lines:

@@ -3,6 +3,7 @@ Reverse action that asks for a reason and posts the reversal through the service
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -10,15 +11,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from kellyos.money import ZERO, format_kes
 from ledger.exceptions import LedgerError
-from ledger.models import Account, CauseKind, JournalEntry, JournalLine
+from ledger.models import Account, CauseKind, JournalEntry, JournalLine, PeriodLock
 from ledger.selectors import account_list_with_totals
-from ledger.services import journal_entry_reverse
+from ledger.services import journal_entry_reverse, period_lock_set
 
 
 @admin.register(Account)
@@ -168,3 +171,41 @@ class JournalEntryAdmin(admin.ModelAdmin[JournalEntry]):
             else:
                 self.message_user(request, f"{entry} reversed by {reversal}.", messages.SUCCESS)
         return None
+
+
+class PeriodLockForm(forms.ModelForm[PeriodLock]):
+    class Meta:
+        model = PeriodLock
+        fields = ["locked_through", "reason"]
+
+    def clean_locked_through(self) -> date:
+        day: date = self.cleaned_data["locked_through"]
+        if day >= timezone.localdate():
+            raise ValidationError("Only days that have ended can be closed.")
+        return day
+
+
+@admin.register(PeriodLock)
+class PeriodLockAdmin(admin.ModelAdmin[PeriodLock]):
+    """Closing the books: each lock (or reopening) is a new row; the newest one is in force."""
+
+    form = PeriodLockForm
+    list_display = ["locked_through", "reason", "set_by", "set_at"]
+
+    def save_model(self, request: HttpRequest, obj: PeriodLock, form: Any, change: bool) -> None:
+        assert isinstance(request.user, User)
+        try:
+            created = period_lock_set(
+                locked_through=form.cleaned_data["locked_through"],
+                reason=form.cleaned_data["reason"],
+                by=request.user,
+            )
+        except LedgerError as exc:
+            raise ValidationError(str(exc)) from exc
+        obj.pk = created.pk
+
+    def has_change_permission(self, request: HttpRequest, obj: PeriodLock | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: PeriodLock | None = None) -> bool:
+        return False

@@ -16,3 +16,7 @@ class TransactionRequiredError(LedgerError):
 
 class UnknownAccountError(LedgerError):
     pass
+
+
+class PeriodClosedError(LedgerError):
+    """The date falls in a period the accountant has closed."""

@@ -168,3 +168,24 @@ class AccountBalance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}#{self.stripe}"
+
+
+class PeriodLock(models.Model):
+    """The books are closed up to and including `locked_through` (a business day): nothing may be
+    posted or reversed with a date before `boundary`. Each change is a new row, kept as history."""
+
+    locked_through = models.DateField()
+    boundary = models.DateTimeField(
+        help_text="The first moment still open: midnight after locked_through, Nairobi."
+    )
+    reason = models.TextField()
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    set_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Closed through {self.locked_through}"

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from kellyos.money import ZERO
 from ledger.exceptions import UnknownAccountError
-from ledger.models import Account, JournalLine
+from ledger.models import Account, JournalLine, PeriodLock
 
 Moment = date | datetime
 
@@ -284,3 +284,7 @@ def customer_subledger_totals(
         .annotate(debit=Sum("debit"), credit=Sum("credit"))
     )
     return {(row["customer_id"], row["account__code"]): (row["debit"], row["credit"]) for row in rows}
+
+
+def period_lock_current() -> PeriodLock | None:
+    return PeriodLock.objects.order_by("-id").first()

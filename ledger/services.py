@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,10 +19,11 @@ from kellyos.money import ZERO, InvalidAmountError, to_kes
 from ledger.exceptions import (
     EntryAlreadyReversedError,
     InvalidJournalEntryError,
+    PeriodClosedError,
     TransactionRequiredError,
     UnknownAccountError,
 )
-from ledger.models import Account, CauseKind, JournalEntry, JournalLine
+from ledger.models import Account, CauseKind, JournalEntry, JournalLine, PeriodLock
 
 # Clocks of application servers and the database differ a little; the database allows the same slack.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -126,6 +129,9 @@ def _entry_insert(
             f"Journal entries cannot be dated in the future ({posted_at:%Y-%m-%d %H:%M})."
         )
     amounts = _validated_amounts(lines)
+    lock = PeriodLock.objects.order_by("-id").first()
+    if lock is not None and (posted_at or timezone.now()) < lock.boundary:
+        raise PeriodClosedError(f"The books are closed through {lock.locked_through}; post on a later date.")
     accounts = {a.code: a for a in Account.objects.filter(code__in={line.account for line in lines})}
     for line in lines:
         account = accounts.get(line.account)
@@ -180,3 +186,18 @@ def _validated_amounts(lines: Sequence[JournalLineInput]) -> list[tuple[Decimal,
     if total_debit != total_credit:
         raise InvalidJournalEntryError(f"Unbalanced entry: debits {total_debit} <> credits {total_credit}.")
     return amounts
+
+
+def period_lock_set(*, locked_through: date, reason: str, by: User | None) -> PeriodLock:
+    """Close the books through a business day (or move the lock: the history keeps every change)."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidJournalEntryError("Say why the period is being closed (or reopened).")
+    if locked_through >= timezone.localdate():
+        raise InvalidJournalEntryError("Only days that have ended can be closed.")
+    boundary = datetime.combine(
+        locked_through + timedelta(days=1), time.min, tzinfo=ZoneInfo(settings.TIME_ZONE)
+    )
+    return PeriodLock.objects.create(
+        locked_through=locked_through, boundary=boundary, reason=reason, set_by=by
+    )
