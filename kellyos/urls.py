@@ -4,7 +4,7 @@ from django.urls import include, path
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
-from kellyos.views import dashboard, events, health
+from kellyos.views import ReportsApi, dashboard, events, health
 from mpesa.api.views import C2BConfirmationApi, C2BValidationApi, StkCallbackApi
 from mpesa.views import sale_prompt
 from pos.api.views import SaleListCreateApi
@@ -30,6 +30,7 @@ urlpatterns = [
     ),
     path("api/invoices", InvoiceListCreateApi.as_view(), name="api-invoices"),
     path("api/pos", SaleListCreateApi.as_view(), name="api-pos"),
+    path("api/reports", ReportsApi.as_view(), name="api-reports"),
     # Safaricom refuses callback URLs containing "mpesa", "safaricom", "query", "sql", "cmd", "exe".
     path("api/webhooks/c2b/<str:token>/validation", C2BValidationApi.as_view(), name="c2b-validation"),
     path("api/webhooks/c2b/<str:token>/confirmation", C2BConfirmationApi.as_view(), name="c2b-confirmation"),

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+import csv
+import io
+import json
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from invoices.models import OPEN_STATUSES, Invoice
 from kellyos.events import event_latest_id, event_stream
+from kellyos.reports import report_build
+from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
 from pos.selectors import sale_get_by_reference
 
@@ -78,3 +87,45 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "recent": MpesaReceipt.objects.select_related("customer").order_by("-trans_time", "-id")[:20],
     }
     return render(request, "dashboard.html", context)
+
+
+class ReportsApi(APIView):
+    """GET /api/reports?type=trial_balance|balance|ledger|verify|aged_receivables|collections|unallocated
+    [&from=YYYY-MM-DD&to=YYYY-MM-DD][&account=1010][&format=csv]. Accountants and auditors."""
+
+    required_permissions = {
+        "GET": ["ledger.view_account", "invoices.view_invoice", "mpesa.view_mpesareceipt"]
+    }
+
+    def get(self, request: Request) -> HttpResponseBase:
+        today = timezone.localdate()
+        try:
+            end = date.fromisoformat(request.query_params.get("to") or today.isoformat())
+            start = date.fromisoformat(request.query_params.get("from") or end.replace(day=1).isoformat())
+            if start > end or start.year < 2000 or end.year > 2099:
+                raise ValueError("from must not be after to, within 2000-2099")
+            report = report_build(
+                request.query_params.get("type", ""),
+                start=start,
+                end=end,
+                account=request.query_params.get("account"),
+            )
+        except (ValueError, LedgerError) as exc:
+            return Response({"detail": str(exc)}, status=400)
+        if request.query_params.get("format") == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow([f"{report.name}", *(f"{k}={v}" for k, v in report.meta.items() if k != "chart")])
+            writer.writerow(report.columns)
+            writer.writerows(report.rows)
+            response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{report.name}-{start}-{end}.csv"'
+            return response
+        body = {
+            "report": report.name,
+            **report.meta,
+            "columns": report.columns,
+            "rows": [dict(zip(report.columns, row, strict=True)) for row in report.rows],
+        }
+        # Amounts as exact strings: DRF's own encoder would turn a Decimal into a float.
+        return Response(json.loads(json.dumps(body, cls=DjangoJSONEncoder)))

@@ -15,6 +15,13 @@ def chart_of_accounts(request: pytest.FixtureRequest) -> None:
     transactional = marker.kwargs.get("transaction", False)
     request.getfixturevalue("transactional_db" if transactional else "db")
     chart_of_accounts_ensure()
+    finance = Permission.objects.filter(
+        content_type__app_label__in=["ledger", "customers", "invoices", "pos", "mpesa"]
+    )
+    Group.objects.get_or_create(name="Accountant")[0].permissions.set(finance)
+    Group.objects.get_or_create(name="Auditor")[0].permissions.set(
+        finance.filter(codename__startswith="view_")
+    )
     cashier, _ = Group.objects.get_or_create(name=CASHIER_GROUP)
     cashier.permissions.set(
         Permission.objects.filter(content_type__app_label="pos", codename__in=CASHIER_PERMISSIONS)

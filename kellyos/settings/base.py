@@ -132,6 +132,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    "URL_FORMAT_OVERRIDE": None,  # ?format=csv belongs to the reports, not to DRF's renderer choice
     "DEFAULT_PERMISSION_CLASSES": ["kellyos.api.HasViewPermissions"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "COERCE_DECIMAL_TO_STRING": True,

@@ -1,0 +1,167 @@
+"""Reports for accountants and auditors, each a table (columns and rows) that the API returns as
+JSON or CSV. Every report states the period lock in force."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Sum
+
+from invoices.models import OPEN_STATUSES, Invoice
+from kellyos.money import ZERO
+from ledger.models import Account
+from ledger.selectors import (
+    account_balance,
+    general_ledger,
+    ledger_verify,
+    period_lock_current,
+    trial_balance,
+)
+from mpesa.models import MpesaReceipt
+
+AGING_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass
+class Report:
+    name: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def report_build(kind: str, *, start: date, end: date, account: str | None) -> Report:
+    builders = {
+        "trial_balance": lambda: _trial_balance(end),
+        "balance": lambda: _balances(end),
+        "ledger": lambda: _ledger(account, start, end),
+        "verify": _verify,
+        "aged_receivables": lambda: _aged_receivables(end),
+        "collections": lambda: _collections(start, end),
+        "unallocated": _unallocated,
+    }
+    if kind not in builders:
+        raise ReportError(f"type must be one of {', '.join(builders)}.")
+    report = builders[kind]()
+    lock = period_lock_current()
+    report.meta.update(
+        {"from": start, "to": end, "period_locked_through": lock.locked_through if lock else None}
+    )
+    return report
+
+
+def _trial_balance(end: date) -> Report:
+    tb = trial_balance(as_of=end)
+    report = Report("trial_balance", ["code", "account", "type", "debit", "credit"])
+    report.rows = [[r.code, r.name, r.type, r.debit, r.credit] for r in tb.rows]
+    report.rows.append(["", "Total", "", tb.total_debit, tb.total_credit])
+    report.meta["balanced"] = tb.is_balanced
+    return report
+
+
+def _balances(end: date) -> Report:
+    report = Report("balance", ["code", "account", "type", "balance"])
+    report.rows = [
+        [a.code, a.name, a.type, account_balance(a.code, as_of=end)] for a in Account.objects.all()
+    ]
+    return report
+
+
+def _ledger(account: str | None, start: date, end: date) -> Report:
+    if not account:
+        raise ReportError("The ledger report needs account=<code>.")
+    gl = general_ledger(account=account, start=start, end=end)
+    report = Report("ledger", ["date", "entry", "memo", "debit", "credit", "balance"])
+    report.rows = [[start, "", "Opening balance", "", "", gl.opening_balance]]
+    report.rows += [
+        [line.posted_at, line.entry_id, line.memo, line.debit, line.credit, line.balance] for line in gl.lines
+    ]
+    report.rows.append([end, "", "Closing balance", "", "", gl.closing_balance])
+    return report
+
+
+def _verify() -> Report:
+    result = ledger_verify()
+    report = Report("verify", ["problem"], [[error] for error in result["errors"]])
+    report.meta["is_valid"] = result["is_valid"]
+    return report
+
+
+def _aged_receivables(as_of: date) -> Report:
+    """Open invoice balances by how long past due they are on `as_of`, per customer and in total."""
+    per_customer: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(
+        lambda: dict.fromkeys(AGING_BUCKETS, ZERO)
+    )
+    for invoice in Invoice.objects.filter(status__in=OPEN_STATUSES, issue_date__lte=as_of).select_related(
+        "customer"
+    ):
+        late = (as_of - invoice.due_date).days
+        bucket = (
+            "current"
+            if late <= 0
+            else "1-30"
+            if late <= 30
+            else "31-60"
+            if late <= 60
+            else "61-90"
+            if late <= 90
+            else "90+"
+        )
+        per_customer[(invoice.customer.code, invoice.customer.name)][bucket] += invoice.balance_due
+    report = Report("aged_receivables", ["customer", "name", *AGING_BUCKETS, "total"])
+    totals = dict.fromkeys(AGING_BUCKETS, ZERO)
+    for (code, name), buckets in sorted(per_customer.items()):
+        report.rows.append([code, name, *buckets.values(), sum(buckets.values(), ZERO)])
+        for key, value in buckets.items():
+            totals[key] += value
+    report.rows.append(["", "Total", *totals.values(), sum(totals.values(), ZERO)])
+    report.meta["chart"] = {key: str(value) for key, value in totals.items()}
+    return report
+
+
+def _collections(start: date, end: date) -> Report:
+    """M-Pesa receipts per day and per kind of reference they were booked to."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    receipts = MpesaReceipt.objects.filter(
+        trans_time__gte=datetime.combine(start, time.min, tzinfo=zone),
+        trans_time__lt=datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone),
+    ).select_related("payment")
+    kinds = ["invoice", "customer", "sale", "unallocated"]
+    days: dict[date, dict[str, Decimal]] = defaultdict(lambda: dict.fromkeys(kinds, ZERO))
+    for receipt in receipts:
+        day = receipt.trans_time.astimezone(zone).date()
+        days[day]["unallocated"] += receipt.unallocated_amount
+        if receipt.sale_payment_id:
+            days[day]["sale"] += receipt.amount - receipt.unallocated_amount
+        elif receipt.payment:
+            days[day]["invoice" if receipt.payment.invoice_id else "customer"] += receipt.payment.amount
+    report = Report("collections", ["day", *kinds, "total"])
+    for day, amounts in sorted(days.items()):
+        report.rows.append([day, *amounts.values(), sum(amounts.values(), ZERO)])
+    report.meta["total"] = receipts.aggregate(total=Sum("amount"))["total"] or ZERO
+    return report
+
+
+def _unallocated() -> Report:
+    report = Report(
+        "unallocated", ["receipt", "time", "amount", "in_suspense", "account_typed", "reason", "detail"]
+    )
+    waiting = MpesaReceipt.objects.filter(unallocated_amount__gt=0, payment__isnull=True).order_by(
+        "trans_time"
+    )
+    report.rows = [
+        [r.trans_id, r.trans_time, r.amount, r.unallocated_amount, r.bill_ref_number, r.unallocated_reason,
+         r.unallocated_detail]
+        for r in waiting
+    ]  # fmt: skip
+    return report
