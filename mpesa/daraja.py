@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -151,6 +151,35 @@ class DarajaClient:
                 "CheckoutRequestID": checkout_request_id,
             },
         )
+
+    # --- Pull Transactions (reconciliation) ---------------------------------------------------------
+    def pull_transactions(self, *, shortcode: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Every C2B payment on the shortcode between two moments (Safaricom keeps 48 hours), page by
+        page (OffSetValue is a row offset)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            body = self._call(
+                "/pulltransactions/v1/query",
+                {
+                    "ShortCode": shortcode,
+                    "StartDate": start.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M:%S"),
+                    "EndDate": end.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M:%S"),
+                    "OffSetValue": str(len(items)),
+                },
+            )
+            if str(body.get("ResponseCode")) == "1001":
+                return items  # no (more) transactions
+            if str(body.get("ResponseCode")) != "1000":
+                raise DarajaError(str(body.get("ResponseCode")), str(body.get("ResponseMessage", "")))
+            page = [
+                item
+                for group in body.get("Response") or []
+                for item in (group or [])
+                if isinstance(item, dict)
+            ]
+            if not page:
+                return items
+            items += page
 
     # --- plumbing ------------------------------------------------------------------------------
     def access_token(self, *, stale: str | None = None) -> str:

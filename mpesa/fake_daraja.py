@@ -64,6 +64,10 @@ class FakeDarajaState:
     c2b_first: bool = False
     registered: dict[str, dict[str, str]] = field(default_factory=dict)  # shortcode -> URLs
     pushes: dict[str, dict[str, Any]] = field(default_factory=dict)  # CheckoutRequestID -> push
+    # Every C2B payment, as Pull Transactions lists them; with drop_callbacks the simulated payment
+    # is made but no callback is sent (the outage Pull exists for).
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    drop_callbacks: bool = False
     callbacks: list[Callback] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._error(400, "400.002.05", "Invalid Request Payload")
         path = urlsplit(self.path).path
+        if path == "/pulltransactions/v1/query":
+            return self._pull(body)
         if path == "/mpesa/stkpush/v1/processrequest":
             return self._stk_push(body)
         if path == "/mpesa/stkpushquery/v1/query":
@@ -191,7 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
             version=version,
             buy_goods=body.get("CommandID") == "CustomerBuyGoodsOnline",
         )
-        threading.Thread(target=_call_back, args=(self.state, urls, payload), daemon=True).start()
+        _remember(self.state, payload)
+        if not self.state.drop_callbacks:
+            threading.Thread(target=_call_back, args=(self.state, urls, payload), daemon=True).start()
         self._answer(
             200,
             {
@@ -200,6 +208,16 @@ class _Handler(BaseHTTPRequestHandler):
                 "ResponseDescription": "Accept the service request successfully.",
             },
         )
+
+    def _pull(self, body: dict[str, Any]) -> None:
+        offset = int(str(body.get("OffSetValue") or "0"))
+        with self.state.lock:
+            page = self.state.transactions[offset : offset + 2]  # small pages, to exercise the paging
+        if not page:
+            return self._answer(200, {"ResponseRefID": str(uuid.uuid4()), "ResponseCode": "1001",
+                                      "ResponseMessage": "No transactions", "Response": [[]]})  # fmt: skip
+        self._answer(200, {"ResponseRefID": str(uuid.uuid4()), "ResponseCode": "1000",
+                           "ResponseMessage": "Success", "Response": [page]})  # fmt: skip
 
     def _stk_push(self, body: dict[str, Any]) -> None:
         shortcode, timestamp = str(body.get("BusinessShortCode", "")), str(body.get("Timestamp", ""))
@@ -284,6 +302,24 @@ def c2b_payment_payload(
         "MiddleName": "",
         "LastName": "DOE",
     }
+
+
+def _remember(state: FakeDarajaState, payload: dict[str, Any]) -> None:
+    """Keep a payment the way Pull Transactions lists it (lower-case keys, msisdn without 254)."""
+    when = datetime.strptime(payload["TransTime"], "%Y%m%d%H%M%S").replace(tzinfo=NAIROBI)
+    with state.lock:
+        state.transactions.append(
+            {
+                "transactionId": payload["TransID"],
+                "trxDate": when.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "msisdn": 722000000,
+                "sender": f"{payload['FirstName']} {payload['LastName']}".strip(),
+                "transactiontype": "c2b-pay-bill-debit",
+                "billreference": payload["BillRefNumber"],
+                "amount": payload["TransAmount"],
+                "organizationname": "Kelly OS demo",
+            }
+        )
 
 
 def _call_back(state: FakeDarajaState, urls: dict[str, str], payload: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ class WebhookKind(models.TextChoices):
     C2B_VALIDATION = "c2b_validation", "C2B validation"
     C2B_CONFIRMATION = "c2b_confirmation", "C2B confirmation"
     STK_CALLBACK = "stk_callback", "STK Push callback"
+    PULL = "pull", "Pull Transactions item"
 
 
 class WebhookStatus(models.TextChoices):
@@ -82,6 +83,7 @@ class UnallocatedReason(models.TextChoices):
 class ReceiptSource(models.TextChoices):
     C2B = "C2B", "C2B confirmation"
     STK = "STK", "STK Push callback"
+    PULL = "PULL", "Recovered by Pull Transactions"
 
 
 class MpesaReceipt(models.Model):
