@@ -19,12 +19,21 @@ from mpesa.exceptions import MpesaError
 from mpesa.models import (
     MpesaReceipt,
     ReceiptConflict,
+    StatementImport,
+    StatementLine,
+    StatementOutcome,
     UnallocatedReceipt,
     WebhookKind,
     WebhookLog,
     WebhookStatus,
 )
 from mpesa.services.c2b import c2b_book_refused, c2b_retry_failed, conflict_review, receipt_assign
+from mpesa.services.statement import (
+    StatementFormatError,
+    statement_check,
+    statement_import,
+    statement_line_book,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -202,3 +211,102 @@ class WebhookLogAdmin(ReadOnlyAdmin):
         assert isinstance(request.user, User)
         results = c2b_book_refused(logs=queryset, by=request.user)
         self.message_user(request, f"{len(results)} refused confirmation(s) booked.")
+
+
+class StatementUploadForm(forms.ModelForm[StatementImport]):
+    file = forms.FileField(help_text="The PayBill statement exported from the M-Pesa Org portal as CSV.")
+
+    class Meta:
+        model = StatementImport
+        fields: list[str] = []
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        content = upload.read()
+        try:
+            statement_check(content)
+        except StatementFormatError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        self.cleaned_data["content"] = content
+        return upload
+
+
+class StatementLineInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = StatementLine
+    fields = readonly_fields = (
+        "row_number", "receipt_no", "completed_at", "paid_in", "our_amount", "account_no", "outcome",
+        "receipt",
+    )  # fmt: skip
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(StatementImport)
+class StatementImportAdmin(admin.ModelAdmin[StatementImport]):
+    """Upload a statement; the differences are listed under it."""
+
+    form = StatementUploadForm
+    list_display = ["file_name", "uploaded_at", "uploaded_by", "period_start", "period_end", "summary"]
+    inlines = [StatementLineInline]
+
+    def get_fields(self, request: HttpRequest, obj: StatementImport | None = None) -> Any:
+        return (
+            ["file"] if obj is None else ["file_name", "uploaded_by", "period_start", "period_end", "summary"]
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: StatementImport | None = None) -> Any:
+        return [] if obj is None else ["file_name", "uploaded_by", "period_start", "period_end", "summary"]
+
+    def get_inlines(self, request: HttpRequest, obj: StatementImport | None) -> Any:
+        return self.inlines if obj else []
+
+    def save_model(self, request: HttpRequest, obj: StatementImport, form: Any, change: bool) -> None:
+        assert isinstance(request.user, User)
+        imported = statement_import(
+            file_name=form.cleaned_data["file"].name, content=form.cleaned_data["content"], by=request.user
+        )
+        obj.pk = imported.pk
+
+    def has_change_permission(self, request: HttpRequest, obj: StatementImport | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: StatementImport | None = None) -> bool:
+        return False
+
+
+@admin.register(StatementLine)
+class StatementLineAdmin(ReadOnlyAdmin):
+    """The reconciliation report: every difference between the statement and our books."""
+
+    list_display = [
+        "receipt_no",
+        "statement",
+        "completed_at",
+        "paid_in",
+        "our_amount",
+        "account_no",
+        "outcome",
+    ]
+    list_filter = ["outcome", "statement"]
+    search_fields = ["receipt_no", "account_no", "payer"]
+    actions = ["book_missing"]
+
+    def has_book_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.change_mpesareceipt")
+
+    @admin.action(description="Book the selected rows missing from our books", permissions=["book"])
+    def book_missing(self, request: HttpRequest, queryset: QuerySet[StatementLine]) -> None:
+        assert isinstance(request.user, User)
+        for line in queryset.filter(outcome=StatementOutcome.MISSING):
+            try:
+                statement_line_book(line=line, by=request.user)
+            except MpesaError as exc:
+                self.message_user(request, f"{line}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{line.receipt_no} booked.", messages.SUCCESS)

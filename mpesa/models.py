@@ -22,6 +22,7 @@ class WebhookKind(models.TextChoices):
     C2B_CONFIRMATION = "c2b_confirmation", "C2B confirmation"
     STK_CALLBACK = "stk_callback", "STK Push callback"
     PULL = "pull", "Pull Transactions item"
+    STATEMENT = "statement", "Org-portal statement row"
 
 
 class WebhookStatus(models.TextChoices):
@@ -84,6 +85,7 @@ class ReceiptSource(models.TextChoices):
     C2B = "C2B", "C2B confirmation"
     STK = "STK", "STK Push callback"
     PULL = "PULL", "Recovered by Pull Transactions"
+    STATEMENT = "STATEMENT", "Booked from the Org-portal statement"
 
 
 class MpesaReceipt(models.Model):
@@ -274,3 +276,53 @@ class StkPush(models.Model):
 
     def __str__(self) -> str:
         return self.checkout_request_id
+
+
+class StatementImport(models.Model):
+    """An M-Pesa Org-portal statement (CSV) compared, receipt by receipt, with our books."""
+
+    file_name = models.CharField(max_length=255)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.uploaded_at:%Y-%m-%d %H:%M})"
+
+
+class StatementOutcome(models.TextChoices):
+    MATCHED = "MATCHED", "Matched"
+    MISSING = "MISSING", "Missing from our books"
+    AMOUNT_DIFFERS = "AMOUNT_DIFFERS", "Amount differs"
+    NOT_ON_STATEMENT = "NOT_ON_STATEMENT", "In our books, not on the statement"
+    NOT_A_PAYMENT = "NOT_A_PAYMENT", "Not a customer payment (charge, settlement, failed)"
+    BOOKED = "BOOKED", "Was missing; booked by the accountant"
+
+
+class StatementLine(models.Model):
+    statement = models.ForeignKey(StatementImport, on_delete=models.PROTECT, related_name="lines")
+    row_number = models.PositiveIntegerField(null=True, blank=True)
+    receipt_no = models.CharField(max_length=30)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    details = models.CharField(max_length=300, blank=True)
+    paid_in = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    account_no = models.CharField(max_length=100, blank=True)
+    payer = models.CharField(max_length=200, blank=True)
+    outcome = models.CharField(max_length=20, choices=StatementOutcome.choices)
+    our_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    receipt = models.ForeignKey(
+        MpesaReceipt, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["statement", "row_number", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.receipt_no}: {self.get_outcome_display()}"
