@@ -147,6 +147,13 @@ class Payment(models.Model):
     credit_amount = models.DecimalField(max_digits=14, decimal_places=2)
     journal_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the payment was booked to the wrong place and moved: its posting is reversed, its
+    # allocations undone, and a new payment carries the money (source_id frees up for it).
+    reallocated_at = models.DateTimeField(null=True, blank=True)
+    reallocated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reallocation_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -184,6 +191,7 @@ class Allocation(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     journal_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True, help_text="Set when its payment was reallocated.")
 
     class Meta:
         ordering = ["id"]

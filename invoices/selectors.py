@@ -215,7 +215,7 @@ def receivables_verify() -> list[str]:
         cursor.execute(
             """
             SELECT i.number, i.amount_paid, coalesce(sum(al.amount), 0) FROM invoices_invoice i
-              LEFT JOIN invoices_allocation al ON al.invoice_id = i.id
+              LEFT JOIN invoices_allocation al ON al.invoice_id = i.id AND al.undone_at IS NULL
              GROUP BY i.id HAVING i.amount_paid <> coalesce(sum(al.amount), 0)
             """
         )
@@ -285,7 +285,7 @@ WITH ledger AS (
       FROM invoices_invoice GROUP BY customer_id
 ), paid AS (
     SELECT customer_id, sum(amount) AS paid, sum(credit_amount) AS excess
-      FROM invoices_payment GROUP BY customer_id
+      FROM invoices_payment WHERE reallocated_at IS NULL GROUP BY customer_id
 ), applied AS (
     SELECT i.customer_id, sum(al.amount) AS applied
       FROM invoices_allocation al JOIN invoices_invoice i ON i.id = al.invoice_id

@@ -244,6 +244,80 @@ def invoice_void(*, invoice: Invoice, reason: str, by: User | None) -> Invoice:
     return invoice
 
 
+def payment_reallocate(*, payment: Payment, reference: str, reason: str, by: User | None) -> Payment:
+    """Move a payment booked to the wrong customer or invoice: its posting is reversed, its
+    allocations undone (those invoices reopen), and the same money is booked to `reference` as a new
+    payment, all in one transaction. The old payment stays on record, marked reallocated, with why."""
+    reason = reason.strip()
+    if not reason:
+        raise InvoiceValidationError({"reason": "Say why the payment is being moved."})
+    target = payment_reference_resolve(reference)
+    with _ledger_refusals(), transaction.atomic():
+        for customer_id in sorted({payment.customer_id, target.customer_id}):
+            customer_get_for_update(customer_id)
+        payment = Payment.objects.select_for_update().select_related("customer").get(pk=payment.pk)
+        if payment.reallocated_at is not None:
+            raise ReceivablesError(f"Payment {payment.source_id} has already been reallocated.")
+        old_customer = payment.customer
+        if payment.credit_amount > customer_position(old_customer.pk).credit:
+            raise ReceivablesError(
+                f"The KES {payment.credit_amount} credit this payment gave {old_customer} has been used "
+                "since; sort that invoice out first."
+            )
+        allocations = list(payment.allocations.filter(undone_at__isnull=True))
+        invoices = {
+            invoice.pk: invoice
+            for invoice in Invoice.objects.select_for_update()
+            .filter(pk__in=[a.invoice_id for a in allocations])
+            .order_by("pk")
+        }
+        if any(invoice.status == InvoiceStatus.VOID for invoice in invoices.values()):
+            raise ReceivablesError(
+                "An invoice this payment paid has been voided since; its money is credit now."
+            )
+        received_into = (
+            payment.journal_entry.lines.filter(debit__gt=0).values_list("account__code", flat=True).get()
+        )
+        journal_entry_reverse(
+            entry=payment.journal_entry,
+            reason=f"Reallocated to {reference.strip()}: {reason}",
+            by=by,
+            memo=f"Payment {payment.source_id} moved from {old_customer.code} to {reference.strip()}"[:255],
+        )
+        with connection.cursor() as cursor:  # tells the invoice guard this decrease is a reallocation
+            cursor.execute("SELECT set_config('kellyos.reallocating', 'on', true)")
+        now = timezone.now()
+        for allocation in allocations:
+            invoice = invoices[allocation.invoice_id]
+            invoice.amount_paid -= allocation.amount
+            invoice.status = (
+                InvoiceStatus.UNPAID if invoice.amount_paid == 0 else InvoiceStatus.PARTIALLY_PAID
+            )
+            invoice.save(update_fields=["amount_paid", "status"])
+            allocation.undone_at = now
+            allocation.save(update_fields=["undone_at"])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('kellyos.reallocating', 'off', true)")
+        source_id = payment.source_id
+        payment.source_id = f"{source_id}~{payment.pk}"[
+            :64
+        ]  # frees the receipt's identity for the new payment
+        payment.reallocated_at, payment.reallocated_by, payment.reallocation_reason = now, by, reason
+        payment.save(update_fields=["source_id", "reallocated_at", "reallocated_by", "reallocation_reason"])
+        _credit_apply_to_open_invoices(customer=old_customer, by=by)
+        _announce(old_customer, list(invoices.values()))
+        outcome = payment_receive(
+            amount=payment.amount,
+            reference=reference,
+            received_at=now,
+            source=payment.source,
+            source_id=source_id,
+            received_into=received_into,
+            by=by,
+        )
+    return outcome.payment
+
+
 def _payment_book(
     *,
     amount: Decimal,

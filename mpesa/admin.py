@@ -27,7 +27,13 @@ from mpesa.models import (
     WebhookLog,
     WebhookStatus,
 )
-from mpesa.services.c2b import c2b_book_refused, c2b_retry_failed, conflict_review, receipt_assign
+from mpesa.services.c2b import (
+    c2b_book_refused,
+    c2b_retry_failed,
+    conflict_review,
+    receipt_assign,
+    receipt_reallocate,
+)
 from mpesa.services.statement import (
     StatementFormatError,
     statement_check,
@@ -79,6 +85,41 @@ class MpesaReceiptAdmin(ReadOnlyAdmin):
         "recorded_at",
     )  # fmt: skip
     readonly_fields = fields
+    actions = ["reallocate"]
+
+    def has_reallocate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.change_mpesareceipt")
+
+    @admin.action(description="Reallocate to another invoice or customer", permissions=["reallocate"])
+    def reallocate(self, request: HttpRequest, queryset: QuerySet[MpesaReceipt]) -> HttpResponse | None:
+        form = ReallocationForm(request.POST if "confirm" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Reallocate receipts",
+                "receipts": queryset,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "action": "reallocate",
+            }
+            return TemplateResponse(request, "admin/mpesa/unallocatedreceipt/assign.html", context)
+        assert isinstance(request.user, User)
+        for receipt in queryset.order_by("pk"):
+            try:
+                receipt_reallocate(
+                    receipt=receipt,
+                    reference=form.cleaned_data["reference"],
+                    reason=form.cleaned_data["reason"],
+                    by=request.user,
+                )
+            except MpesaError as exc:
+                self.message_user(request, f"{receipt}: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{receipt} moved to {form.cleaned_data['reference']}.", messages.SUCCESS
+                )
+        return None
 
     @admin.display(description="Payment")
     def payment_link(self, receipt: MpesaReceipt) -> str:
@@ -102,6 +143,15 @@ class MpesaReceiptAdmin(ReadOnlyAdmin):
             e for e in (receipt.suspense_entry, receipt.payment and receipt.payment.journal_entry) if e
         ]
         return format_html(" ".join(["{}"] * len(entries)), *[_link(e) for e in entries]) if entries else "-"
+
+
+class ReallocationForm(forms.Form):
+    reference = forms.CharField(
+        max_length=100, help_text="The invoice number or customer code it really belongs to"
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}), help_text="Why it is being moved"
+    )
 
 
 class AssignmentForm(forms.Form):
@@ -139,7 +189,9 @@ class UnallocatedReceiptAdmin(MpesaReceiptAdmin):
                 "opts": self.model._meta,
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
             }
-            return TemplateResponse(request, "admin/mpesa/unallocatedreceipt/assign.html", context)
+            return TemplateResponse(
+                request, "admin/mpesa/unallocatedreceipt/assign.html", {**context, "action": "assign"}
+            )
         assert isinstance(request.user, User)
         for receipt in queryset.order_by("pk"):
             try:

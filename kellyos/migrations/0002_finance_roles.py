@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
         ("kellyos", "0001_initial"),
         ("ledger", "0005_period_lock_enforced"),
         ("customers", "0003_customer_phone_sha256"),
-        ("invoices", "0002_invoice_history_guard"),
+        ("invoices", "0004_allow_undoing_allocations"),
         ("pos", "0002_sale_references_and_cashier_group"),
         ("mpesa", "0001_initial"),
     ]

@@ -22,7 +22,9 @@ from django.utils import timezone
 
 from customers.models import Customer
 from customers.selectors import customer_get_for_update
+from invoices.exceptions import ReceivablesError
 from invoices.models import Payment
+from invoices.services import payment_reallocate
 from kellyos.events import event_publish
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
@@ -260,6 +262,29 @@ def _assign_to_sale(
             "assigned_by",
         ]
     )
+    return receipt
+
+
+def receipt_reallocate(
+    *, receipt: MpesaReceipt, reference: str, reason: str, by: User | None
+) -> MpesaReceipt:
+    """A receipt booked to the wrong invoice or customer goes where it belongs (see payment_reallocate)."""
+    with transaction.atomic():
+        receipt = MpesaReceipt.objects.select_for_update().get(pk=receipt.pk)
+        if receipt.payment is None:
+            raise ReceiptAssignmentError(
+                f"Receipt {receipt.trans_id} is not booked to a customer; assign it instead."
+            )
+        try:
+            payment = payment_reallocate(payment=receipt.payment, reference=reference, reason=reason, by=by)
+        except ReceivablesError as exc:
+            raise ReceiptAssignmentError(str(exc)) from exc
+        receipt.payment, receipt.customer_id, receipt.status = (
+            payment,
+            payment.customer_id,
+            _status_of(payment),
+        )
+        receipt.save(update_fields=["payment", "customer", "status"])
     return receipt
 
 
