@@ -81,7 +81,9 @@ class CustomerAdmin(admin.ModelAdmin[Customer]):
                 is_active=data["is_active"],
             )
         else:
-            created = customer_create(name=data["name"], phone=data["phone"], email=data["email"])
+            created = customer_create(
+                name=data["name"], phone=data["phone"], email=data["email"], by=request.user
+            )
             obj.pk, obj.code = created.pk, created.code
 
     def has_delete_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:

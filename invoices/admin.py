@@ -19,6 +19,7 @@ from invoices.exceptions import ReceivablesError
 from invoices.forms import InvoiceForm, InvoiceLineFormSet, ReasonForm
 from invoices.models import Allocation, Invoice, InvoiceLine, InvoiceStatus, Payment
 from invoices.services import InvoiceLineInput, invoice_create, invoice_lines_replace, invoice_void
+from kellyos.models import AuditEntry
 from kellyos.money import format_kes
 
 
@@ -117,6 +118,7 @@ class InvoiceAdmin(admin.ModelAdmin[Invoice]):
         "voided_by",
         "void_reason",
         "journal_entry",
+        "history",
     )
     readonly_fields = fields
     inlines = [InvoiceLineInline, InvoiceAllocationInline]
@@ -125,6 +127,20 @@ class InvoiceAdmin(admin.ModelAdmin[Invoice]):
     @admin.display(description="Balance due")
     def balance(self, invoice: Invoice) -> str:
         return format_kes(invoice.balance_due)
+
+    @admin.display(description="History")
+    def history(self, invoice: Invoice) -> str:
+        entries = (
+            AuditEntry.objects.filter(subject=f"invoice {invoice.number}")
+            .select_related("user")
+            .order_by("at")
+        )
+        rows = [
+            format_html("<li>{} {} {}: {} {}</li>", f"{e.at:%Y-%m-%d %H:%M}", e.user or "system", e.action,
+                        e.summary, f"({e.reason})" if e.reason else "")
+            for e in entries
+        ]  # fmt: skip
+        return format_html("<ul>{}</ul>", format_html("".join(["{}"] * len(rows)), *rows)) if rows else "-"
 
     @admin.display(description="Lines")
     def correct_lines(self, invoice: Invoice) -> str:

@@ -41,6 +41,7 @@ from invoices.models import (
     Payment,
 )
 from invoices.selectors import payment_reference_resolve
+from kellyos.audit import audit_record
 from kellyos.db import violated_constraint
 from kellyos.events import event_publish
 from kellyos.money import CENT, MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
@@ -104,6 +105,11 @@ def invoice_create(
         _credit_apply_to_open_invoices(customer=customer, by=by)
         invoice.refresh_from_db()
         _announce(customer, [invoice])
+        audit_record(
+            action="invoice.create", subject=f"invoice {number}", by=by,
+            summary=f"Issued to {customer} for KES {total}, due {due_date}.",
+            data={"lines": [[line.description, line.quantity, line.unit_price] for line in prepared]},
+        )  # fmt: skip
     return invoice
 
 
@@ -138,6 +144,11 @@ def invoice_lines_replace(*, invoice: Invoice, lines: Sequence[InvoiceLineInput]
         _credit_apply_to_open_invoices(customer=customer, by=by)
         invoice.refresh_from_db()
         _announce(customer, [invoice])
+        audit_record(
+            action="invoice.correct", subject=f"invoice {invoice.number}", by=by,
+            summary=f"Lines corrected; total now KES {invoice.total}.",
+            data={"lines": [[line.description, line.quantity, line.unit_price] for line in prepared]},
+        )  # fmt: skip
     return invoice
 
 
@@ -241,6 +252,10 @@ def invoice_void(*, invoice: Invoice, reason: str, by: User | None) -> Invoice:
         invoice.save(update_fields=["status", "voided_at", "voided_by", "void_reason"])
         _credit_apply_to_open_invoices(customer=customer, by=by)
         _announce(customer, [invoice])
+        audit_record(
+            action="invoice.void", subject=f"invoice {invoice.number}", by=by, reason=reason,
+            summary=f"Voided; KES {invoice.amount_paid} paid on it became {customer}'s credit.",
+        )  # fmt: skip
     return invoice
 
 
@@ -306,6 +321,11 @@ def payment_reallocate(*, payment: Payment, reference: str, reason: str, by: Use
         payment.save(update_fields=["source_id", "reallocated_at", "reallocated_by", "reallocation_reason"])
         _credit_apply_to_open_invoices(customer=old_customer, by=by)
         _announce(old_customer, list(invoices.values()))
+        audit_record(
+            action="payment.reallocate", subject=f"payment {source_id}", by=by, reason=reason,
+            summary=f"KES {payment.amount} moved from {old_customer} to {reference.strip()}; reopened "
+            f"{', '.join(i.number for i in invoices.values()) or 'no invoices'}.",
+        )  # fmt: skip
         outcome = payment_receive(
             amount=payment.amount,
             reference=reference,
@@ -383,6 +403,11 @@ def _payment_book(
     for invoice, share in shares:
         _invoice_record_paid(invoice, share)
     _announce(customer, [invoice for invoice, _ in shares])
+    audit_record(
+        action="payment.receive", subject=f"payment {source_id}", by=by,
+        summary=f"KES {amount} from {customer} (ref {reference.strip()!r}): KES {allocated} to invoices "
+        f"{', '.join(i.number for i, _ in shares) or '-'}, KES {remaining} credit.",
+    )  # fmt: skip
     return payment
 
 

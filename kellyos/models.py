@@ -16,3 +16,30 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"
+
+
+class AuditEntry(models.Model):
+    """Who did what, when and why, to money or to a customer's position. Written in the same
+    transaction as the change, so it exists exactly when the change does."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        "auth.User",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty for the system (Safaricom's callbacks, schedules).",
+    )
+    action = models.CharField(max_length=40, db_index=True)
+    subject = models.CharField(max_length=80, db_index=True, help_text="e.g. invoice INV-20261127-0001")
+    summary = models.TextField()
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.subject}"

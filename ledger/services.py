@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from kellyos.audit import audit_record
 from kellyos.db import violated_constraint
 from kellyos.money import ZERO, InvalidAmountError, to_kes
 from ledger.exceptions import (
@@ -83,6 +84,10 @@ def journal_entry_reverse(
             )
             for line in original.lines.select_related("account")
         ]
+        audit_record(
+            action="journal.reverse", subject=f"journal entry JE-{original.pk}", by=by, reason=reason,
+            summary=f"Reversed: {original.memo}",
+        )  # fmt: skip
         try:
             with transaction.atomic():
                 return _entry_insert(
@@ -198,6 +203,14 @@ def period_lock_set(*, locked_through: date, reason: str, by: User | None) -> Pe
     boundary = datetime.combine(
         locked_through + timedelta(days=1), time.min, tzinfo=ZoneInfo(settings.TIME_ZONE)
     )
-    return PeriodLock.objects.create(
-        locked_through=locked_through, boundary=boundary, reason=reason, set_by=by
-    )
+    with transaction.atomic():
+        audit_record(
+            action="period.lock",
+            subject="books",
+            by=by,
+            reason=reason,
+            summary=f"Books closed through {locked_through}.",
+        )
+        return PeriodLock.objects.create(
+            locked_through=locked_through, boundary=boundary, reason=reason, set_by=by
+        )

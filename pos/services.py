@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from kellyos.audit import audit_record
 from kellyos.events import event_publish
 from kellyos.money import MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import MPESA_CASH, SALES_REVENUE
@@ -62,6 +63,9 @@ def sale_cancel(*, sale: Sale, by: User) -> Sale:
         sale.cancelled_at = timezone.now()
         sale.save(update_fields=["status", "cancelled_at"])
         _announce(sale)
+        audit_record(
+            action="sale.cancel", subject=f"sale {sale.reference}", by=by, summary="Cancelled by the cashier."
+        )
     return sale
 
 

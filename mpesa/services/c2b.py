@@ -25,6 +25,7 @@ from customers.selectors import customer_get_for_update
 from invoices.exceptions import ReceivablesError
 from invoices.models import Payment
 from invoices.services import payment_reallocate
+from kellyos.audit import audit_record
 from kellyos.events import event_publish
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
@@ -162,6 +163,12 @@ def c2b_book_refused(*, logs: Any, by: User) -> list[WebhookLog]:
     that the payment is real (Safaricom also calls from addresses it does not publish)."""
     results = []
     for log in logs.filter(kind=WebhookKind.C2B_CONFIRMATION, status=WebhookStatus.REFUSED).order_by("pk"):
+        audit_record(
+            action="webhook.book_refused",
+            subject=f"webhook log {log.pk}",
+            by=by,
+            summary=f"Refused callback from {log.source_ip} booked after checking with Safaricom.",
+        )
         logger.warning("%s books refused callback #%s from %s after checking it", by, log.pk, log.source_ip)
         results.append(_book_logged(log))
     return results
@@ -224,6 +231,12 @@ def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) ->
                 "assigned_by",
             ]
         )
+        audit_record(
+            action="receipt.assign",
+            subject=f"receipt {receipt.trans_id}",
+            by=by,
+            summary=f"KES {booking.payment.amount} moved from suspense to {reference.strip()}.",
+        )
     return receipt
 
 
@@ -251,6 +264,8 @@ def _assign_to_sale(
     if booking.excess:
         receipt.unallocated_reason, receipt.unallocated_detail = booking.excess_reason, booking.excess_detail
     receipt.assigned_at, receipt.assigned_by = timezone.now(), by
+    audit_record(action="receipt.assign", subject=f"receipt {receipt.trans_id}", by=by,
+                 summary=f"Moved from suspense to sale {match.label}.")  # fmt: skip
     receipt.save(
         update_fields=[
             "sale_payment",

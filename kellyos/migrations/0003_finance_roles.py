@@ -23,7 +23,7 @@ def create_finance_roles(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("kellyos", "0001_initial"),
+        ("kellyos", "0002_audit"),
         ("ledger", "0005_period_lock_enforced"),
         ("customers", "0003_customer_phone_sha256"),
         ("invoices", "0004_allow_undoing_allocations"),
