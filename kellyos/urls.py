@@ -4,7 +4,7 @@ from django.urls import include, path
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
-from kellyos.views import ReportsApi, dashboard, events, health
+from kellyos.views import ReportsApi, dashboard, events, health, report_page
 from mpesa.api.views import C2BConfirmationApi, C2BValidationApi, StkCallbackApi
 from mpesa.views import sale_prompt
 from pos.api.views import SaleListCreateApi
@@ -17,6 +17,8 @@ urlpatterns = [
     path("health", health, name="health"),
     path("events", events, name="events"),
     path("dashboard/", dashboard, name="dashboard"),
+    path("admin/reports/", report_page, name="admin-reports"),
+    path("admin/reports/<str:kind>/", report_page, name="admin-report"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("pos/", include("pos.urls")),

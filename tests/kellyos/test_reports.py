@@ -163,3 +163,17 @@ def test_an_auditor_in_the_admin_sees_but_cannot_void(books):
     )
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.UNPAID
+
+
+def test_report_pages_in_the_admin_with_charts(books, admin_client):
+    page = admin_client.get(reverse("admin-report", args=["collections"])).content.decode()
+    assert 'class="chart"' in page and "575.00" in page and "Download CSV" in page
+    aged = admin_client.get(reverse("admin-report", args=["aged_receivables"])).content.decode()
+    assert "90+" in aged and "3200.00" in aged
+    assert admin_client.get(reverse("admin-reports")).status_code == 200
+    assert admin_client.get(reverse("admin-report", args=["nope"])).status_code == 400
+    cashier = UserFactory(is_staff=True)
+    cashier.groups.add(Group.objects.get(name="Cashier"))
+    client = Client()
+    client.force_login(cashier)
+    assert client.get(reverse("admin-reports")).status_code == 403
