@@ -5,7 +5,13 @@ from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
 from kellyos.views import ReportsApi, dashboard, events, health, report_page
-from mpesa.api.views import C2BConfirmationApi, C2BValidationApi, StkCallbackApi
+from mpesa.api.views import (
+    C2BConfirmationApi,
+    C2BValidationApi,
+    StkCallbackApi,
+    TransactionStatusResultApi,
+    TransactionStatusTimeoutApi,
+)
 from mpesa.views import sale_prompt
 from pos.api.views import SaleListCreateApi
 
@@ -37,4 +43,12 @@ urlpatterns = [
     path("api/webhooks/c2b/<str:token>/validation", C2BValidationApi.as_view(), name="c2b-validation"),
     path("api/webhooks/c2b/<str:token>/confirmation", C2BConfirmationApi.as_view(), name="c2b-confirmation"),
     path("api/webhooks/stk/<str:token>/callback", StkCallbackApi.as_view(), name="stk-callback"),
+    path(
+        "api/webhooks/status/<str:token>/result", TransactionStatusResultApi.as_view(), name="status-result"
+    ),
+    path(
+        "api/webhooks/status/<str:token>/timeout",
+        TransactionStatusTimeoutApi.as_view(),
+        name="status-timeout",
+    ),
 ]

@@ -9,8 +9,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -22,6 +23,7 @@ from mpesa.models import (
     StatementImport,
     StatementLine,
     StatementOutcome,
+    TransactionStatusQuery,
     UnallocatedReceipt,
     WebhookKind,
     WebhookLog,
@@ -40,6 +42,7 @@ from mpesa.services.statement import (
     statement_import,
     statement_line_book,
 )
+from mpesa.services.transaction_status import transaction_status_request
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -85,7 +88,16 @@ class MpesaReceiptAdmin(ReadOnlyAdmin):
         "recorded_at",
     )  # fmt: skip
     readonly_fields = fields
-    actions = ["reallocate"]
+    actions = ["reallocate", "ask_status"]
+
+    def has_ask_status_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.add_transactionstatusquery")
+
+    @admin.action(description="Ask Safaricom for the transaction status", permissions=["ask_status"])
+    def ask_status(self, request: HttpRequest, queryset: QuerySet[MpesaReceipt]) -> None:
+        assert isinstance(request.user, User)
+        for receipt in queryset.order_by("pk"):
+            _ask_status(self, request, receipt.trans_id)
 
     def has_reallocate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("mpesa.change_mpesareceipt")
@@ -362,3 +374,75 @@ class StatementLineAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"{line}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"{line.receipt_no} booked.", messages.SUCCESS)
+
+
+def _ask_status(model_admin: admin.ModelAdmin[Any], request: HttpRequest, receipt_number: str) -> bool:
+    assert isinstance(request.user, User)
+    try:
+        transaction_status_request(receipt_number=receipt_number, by=request.user)
+    except MpesaError as exc:
+        model_admin.message_user(request, f"{receipt_number}: {exc}", messages.ERROR)
+        return False
+    model_admin.message_user(
+        request,
+        f"Asked Safaricom about {receipt_number}; the answer appears under Transaction status queries.",
+        messages.SUCCESS,
+    )
+    return True
+
+
+class StatusQuestionForm(forms.Form):
+    receipt_number = forms.CharField(
+        max_length=30, help_text="The M-Pesa receipt, e.g. from the customer's SMS."
+    )
+
+
+@admin.register(TransactionStatusQuery)
+class TransactionStatusQueryAdmin(ReadOnlyAdmin):
+    """Safaricom's own account of a receipt, beside ours. "Add" asks about any receipt number."""
+
+    list_display = [
+        "receipt_number", "requested_at", "state", "transaction_status", "amount", "our_amount",
+        "debit_party_name", "result_desc",
+    ]  # fmt: skip
+    list_filter = ["state", "requested_at"]
+    search_fields = ["receipt_number", "originator_conversation_id", "conversation_id"]
+    list_select_related = ["receipt"]
+    fields = (
+        "receipt_number", "receipt_link", "our_amount", "state", "transaction_status", "amount",
+        "debit_party_name", "credit_party_name", "finalised_time", "result_code", "result_desc",
+        "originator_conversation_id", "conversation_id", "result_parameters", "result_log",
+        "requested_by", "requested_at", "answered_at",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.add_transactionstatusquery")
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = StatusQuestionForm(request.POST if request.method == "POST" else None)
+        if form.is_valid() and _ask_status(self, request, form.cleaned_data["receipt_number"]):
+            return HttpResponseRedirect(reverse("admin:mpesa_transactionstatusquery_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Ask Safaricom about a receipt",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/mpesa/transactionstatusquery/ask.html", context)
+
+    @admin.display(description="Our booking")
+    def receipt_link(self, query: TransactionStatusQuery) -> str:
+        return _link(query.receipt) if query.receipt else "Not in our books"
+
+    @admin.display(description="Our amount")
+    def our_amount(self, query: TransactionStatusQuery) -> str:
+        if query.receipt is None:
+            return "-"
+        if query.amount_differs:
+            return format_html("<strong>{} (differs)</strong>", query.receipt.amount)
+        return str(query.receipt.amount)

@@ -181,6 +181,40 @@ class DarajaClient:
                 return items
             items += page
 
+    # --- Transaction Status (asynchronous: the answer comes to result_url) -----------------------
+    def transaction_status(
+        self,
+        *,
+        initiator: str,
+        security_credential: str,
+        receipt_number: str,
+        shortcode: str,
+        result_url: str,
+        timeout_url: str,
+        remarks: str,
+    ) -> dict[str, Any]:
+        """Ask what became of one M-Pesa receipt; returns the acknowledgement with ConversationID and
+        OriginatorConversationID, which the result callback quotes."""
+        return self._accepted(
+            self._call(
+                "/mpesa/transactionstatus/v1/query",
+                {
+                    # The docs' sample spells these "Command ID" and "Transaction ID"; the parameter
+                    # table (and Safaricom) want them without spaces.
+                    "Initiator": initiator,
+                    "SecurityCredential": security_credential,
+                    "CommandID": "TransactionStatusQuery",
+                    "TransactionID": receipt_number,
+                    "PartyA": shortcode,
+                    "IdentifierType": "4",
+                    "ResultURL": result_url,
+                    "QueueTimeOutURL": timeout_url,
+                    "Remarks": remarks[:100],
+                    "Occasion": "",
+                },
+            )
+        )
+
     # --- plumbing ------------------------------------------------------------------------------
     def access_token(self, *, stale: str | None = None) -> str:
         """The shared token; a new one only when it is (nearly) expired or `stale` was refused."""

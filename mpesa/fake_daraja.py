@@ -4,6 +4,9 @@ It speaks the same HTTP as the real one for what Kelly OS uses: OAuth (each new 
 last), C2B Register URL (remembers the URLs, refuses banned words like the real one) and C2B simulate,
 which then POSTs a realistic validation (when a validation URL is registered) and confirmation to
 the registered URLs, as the sandbox does. Everything it called back is kept in `callbacks`.
+
+For the initiator APIs it holds its own RSA key and certificate (`certificate_pem`): a
+SecurityCredential is decrypted with it and compared with the initiator's password, as Safaricom does.
 """
 
 from __future__ import annotations
@@ -25,12 +28,25 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
 from mpesa.callback_urls import BANNED_WORDS
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 RECEIPT_ALPHABET = string.ascii_uppercase + string.digits
 # Public sandbox passkey for shortcode 174379 (daraja.md §4.2).
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+STATUS_QUERY_FIELDS = (
+    "Initiator",
+    "SecurityCredential",
+    "TransactionID",
+    "PartyA",
+    "ResultURL",
+    "QueueTimeOutURL",
+)
 # How a prompt ends, by the last digit of the phone: 0-4 paid; otherwise the STK ResultCode, and 9
 # sends no callback at all (a query then finds the timeout).
 STK_OUTCOMES = {
@@ -68,6 +84,11 @@ class FakeDarajaState:
     # is made but no callback is sent (the outage Pull exists for).
     transactions: list[dict[str, Any]] = field(default_factory=list)
     drop_callbacks: bool = False
+    # The sandbox's test initiator (daraja.md §5.1); answer initiator questions at the queue timeout
+    # URL instead of the result URL when status_times_out is set.
+    initiator_name: str = "testapi"
+    initiator_password: str = "Safaricom999!*!"  # noqa: S105 - the public sandbox test password
+    status_times_out: bool = False
     callbacks: list[Callback] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -85,7 +106,9 @@ class FakeDaraja:
         callback_delay: float = 0.2,
     ) -> None:
         self.state = FakeDarajaState(consumer_key, consumer_secret, callback_delay)
-        handler = type("Handler", (_Handler,), {"state": self.state})
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.certificate_pem = _self_signed_certificate(self.private_key)
+        handler = type("Handler", (_Handler,), {"state": self.state, "private_key": self.private_key})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}"
@@ -111,6 +134,7 @@ class FakeDaraja:
 
 class _Handler(BaseHTTPRequestHandler):
     state: FakeDarajaState
+    private_key: rsa.RSAPrivateKey
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet in tests; the management command prints what matters
@@ -146,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stk_push(body)
         if path == "/mpesa/stkpushquery/v1/query":
             return self._stk_query(body)
+        if path == "/mpesa/transactionstatus/v1/query":
+            return self._transaction_status(body)
         for version in ("v1", "v2"):
             if path == f"/mpesa/c2b/{version}/registerurl":
                 return self._register(body)
@@ -268,6 +294,66 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _transaction_status(self, body: dict[str, Any]) -> None:
+        missing = [name for name in STATUS_QUERY_FIELDS if not body.get(name)]
+        if body.get("CommandID") != "TransactionStatusQuery":
+            missing.insert(0, "CommandID")
+        if missing:
+            return self._error(400, "400.002.02", f"Bad Request - Invalid {missing[0]}")
+        ids = {"OriginatorConversationID": f"{uuid.uuid4().hex[:5]}-{secrets.randbelow(10**8)}-1",
+               "ConversationID": f"AG_{datetime.now(tz=NAIROBI):%Y%m%d}_{uuid.uuid4().hex[:20]}"}  # fmt: skip
+        threading.Thread(
+            target=_status_call_back, args=(self.state, self._status_result(body, ids), body), daemon=True
+        ).start()
+        self._answer(200, {**ids, "ResponseCode": "0",
+                           "ResponseDescription": "Accept the service request successfully."})  # fmt: skip
+
+    def _status_result(self, body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+        result: dict[str, Any] = {**ids, "ResultType": 0, "TransactionID": _receipt_number()}
+        if not self._credential_valid(body):
+            return {**result, "ResultCode": 2001, "ResultDesc": "The initiator information is invalid."}
+        receipt = str(body["TransactionID"])
+        with self.state.lock:
+            payment = next((t for t in self.state.transactions if t["transactionId"] == receipt), None)
+        if payment is None:
+            # The fake's choice of code for a receipt it never saw.
+            return {**result, "ResultCode": "R000002", "ResultDesc": "The OriginalTransactionID is invalid."}
+        when = datetime.strptime(payment["trxDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC"))
+        stamp = int(when.astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"))
+        values = {
+            "DebitPartyName": f"254{payment['msisdn']} - {payment['sender']}",
+            "CreditPartyName": f"{body['PartyA']} - {payment['organizationname']}",
+            "OriginatorConversationID": ids["OriginatorConversationID"],
+            "InitiatedTime": stamp,
+            "DebitAccountType": "MMF Account For Customer",
+            "DebitPartyCharges": "",
+            "TransactionReason": "",
+            "ReasonType": "Pay Bill Online",
+            "TransactionStatus": "Completed",
+            "FinalisedTime": stamp,
+            "Amount": float(payment["amount"]),  # Safaricom sends a JSON number here
+            "ConversationID": ids["ConversationID"],
+            "ReceiptNo": receipt,
+        }
+        return {
+            **result,
+            "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "ResultParameters": {"ResultParameter": [{"Key": k, "Value": v} for k, v in values.items()]},
+            "ReferenceData": {"ReferenceItem": {"Key": "Occasion"}},
+        }
+
+    def _credential_valid(self, body: dict[str, Any]) -> bool:
+        if body.get("Initiator") != self.state.initiator_name:
+            return False
+        try:
+            secret = base64.b64decode(str(body["SecurityCredential"]), validate=True)
+            # The real API decrypts with PKCS#1 v1.5 too; an OAEP-encrypted credential fails here.
+            password = self.private_key.decrypt(secret, padding.PKCS1v15())
+        except ValueError:
+            return False
+        return password.decode(errors="replace") == self.state.initiator_password
+
     def _answer(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -350,6 +436,35 @@ def _post(state: FakeDarajaState, kind: str, url: str, payload: dict[str, Any]) 
     with state.lock:
         state.callbacks.append(callback)
     return callback
+
+
+def _receipt_number() -> str:
+    return "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
+
+
+def _status_call_back(state: FakeDarajaState, result: dict[str, Any], body: dict[str, Any]) -> None:
+    time.sleep(state.callback_delay)
+    if state.status_times_out:
+        _post(state, "status_timeout", str(body["QueueTimeOutURL"]), {"Result": {**result, "ResultCode": 1,
+              "ResultDesc": "The request expired in the queue."}})  # fmt: skip
+    else:
+        _post(state, "status_result", str(body["ResultURL"]), {"Result": result})
+
+
+def _self_signed_certificate(key: rsa.RSAPrivateKey) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-daraja.invalid")])
+    now = datetime.now(tz=ZoneInfo("UTC"))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def _stk_call_back(state: FakeDarajaState, checkout_id: str, push: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ class WebhookKind(models.TextChoices):
     STK_CALLBACK = "stk_callback", "STK Push callback"
     PULL = "pull", "Pull Transactions item"
     STATEMENT = "statement", "Org-portal statement row"
+    STATUS_RESULT = "status_result", "Transaction Status result"
+    STATUS_TIMEOUT = "status_timeout", "Transaction Status queue timeout"
 
 
 class WebhookStatus(models.TextChoices):
@@ -326,3 +328,64 @@ class StatementLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.receipt_no}: {self.get_outcome_display()}"
+
+
+class StatusQueryState(models.TextChoices):
+    REQUESTED = "REQUESTED", "Asked, waiting for Safaricom's answer"
+    ANSWERED = "ANSWERED", "Answered"
+    REFUSED = "REFUSED", "Safaricom could not answer"
+    TIMED_OUT = "TIMED_OUT", "Timed out in Safaricom's queue: unknown, ask again"
+
+
+class TransactionStatusQuery(models.Model):
+    """One Transaction Status question about one M-Pesa receipt, stored before Safaricom is asked, and
+    the answer its result callback brings (only the first answer counts)."""
+
+    receipt_number = models.CharField(max_length=30, db_index=True)
+    receipt = models.ForeignKey(
+        MpesaReceipt, null=True, blank=True, on_delete=models.PROTECT, related_name="status_queries",
+        help_text="Our booking of this receipt, if we have one.",
+    )  # fmt: skip
+    state = models.CharField(
+        max_length=12, choices=StatusQueryState.choices, default=StatusQueryState.REQUESTED
+    )
+    originator_conversation_id = models.CharField(max_length=100, blank=True)
+    conversation_id = models.CharField(max_length=100, blank=True)
+    result_code = models.CharField(max_length=20, blank=True)
+    result_desc = models.CharField(max_length=300, blank=True)
+    transaction_status = models.CharField(
+        max_length=30, blank=True, help_text="Safaricom's word for the payment: Completed, Cancelled, ..."
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    debit_party_name = models.CharField(max_length=200, blank=True)
+    credit_party_name = models.CharField(max_length=200, blank=True)
+    finalised_time = models.CharField(max_length=30, blank=True)
+    result_parameters = models.JSONField(default=dict, blank=True)
+    result_log = models.ForeignKey(
+        WebhookLog, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name_plural = "transaction status queries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["originator_conversation_id"],
+                condition=~Q(originator_conversation_id=""),
+                name="mpesa_statusquery_one_per_conversation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Status of {self.receipt_number} ({self.get_state_display()})"
+
+    @property
+    def amount_differs(self) -> bool | None:
+        if self.amount is None or self.receipt is None:
+            return None
+        return self.amount != self.receipt.amount

@@ -20,6 +20,7 @@ from mpesa.callbacks import MalformedCallbackError, c2b_payment_parse
 from mpesa.models import WebhookKind, WebhookLog, WebhookStatus
 from mpesa.services.c2b import c2b_confirmation_book, c2b_validate, webhook_log_close, webhook_log_record
 from mpesa.services.stk import stk_callback_process
+from mpesa.services.transaction_status import transaction_status_result_process
 
 # Headers worth keeping beside the body; cookies and authorisation never come from Safaricom.
 KEPT_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR", "HTTP_HOST")
@@ -110,3 +111,22 @@ class StkCallbackApi(WebhookApi):
         if log.status == WebhookStatus.REJECTED and log.detail.startswith("Not an STK callback"):
             return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {log.detail}"}, status=400)
         return Response({"ResultCode": 0, "ResultDesc": "Success"})
+
+
+class TransactionStatusResultApi(WebhookApi):
+    """POST /api/webhooks/status/<token>/result: Safaricom's answer to a Transaction Status question."""
+
+    kind = WebhookKind.STATUS_RESULT
+
+    def handle(self, log: WebhookLog, body: bytes) -> Response:
+        transaction_status_result_process(log=log)
+        log.refresh_from_db(fields=["status", "detail"])
+        if log.status == WebhookStatus.REJECTED:
+            return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {log.detail}"}, status=400)
+        return Response({"ResultCode": 0, "ResultDesc": "Success"})
+
+
+class TransactionStatusTimeoutApi(TransactionStatusResultApi):
+    """POST /api/webhooks/status/<token>/timeout: the question expired in M-Pesa's queue."""
+
+    kind = WebhookKind.STATUS_TIMEOUT

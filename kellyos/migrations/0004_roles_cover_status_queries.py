@@ -1,0 +1,17 @@
+"""Give the finance roles the permissions of models added since they were seeded (Transaction Status
+queries): the same rule as 0003, applied again."""
+
+from importlib import import_module
+
+from django.db import migrations
+
+create_finance_roles = import_module("kellyos.migrations.0003_finance_roles").create_finance_roles
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("kellyos", "0003_finance_roles"),
+        ("mpesa", "0002_transaction_status_queries"),
+    ]
+
+    operations = [migrations.RunPython(create_finance_roles, migrations.RunPython.noop)]

@@ -1,0 +1,167 @@
+"""Transaction Status: ask Safaricom what became of one receipt (a customer shows an SMS we have no
+booking for, or an amount looks wrong). The answer comes later, to our result URL; the accountant
+reads it beside our own booking of the receipt."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from kellyos.money import InvalidAmountError, to_kes
+from mpesa.daraja import DarajaClient, DarajaError
+from mpesa.exceptions import MpesaError
+from mpesa.models import (
+    MpesaReceipt,
+    StatusQueryState,
+    TransactionStatusQuery,
+    WebhookKind,
+    WebhookLog,
+    WebhookStatus,
+)
+from mpesa.security_credential import security_credential_from_file
+from mpesa.services.c2b import webhook_log_close
+
+
+class TransactionStatusError(MpesaError):
+    pass
+
+
+def transaction_status_request(*, receipt_number: str, by: User | None) -> TransactionStatusQuery:
+    receipt_number = receipt_number.strip().upper()
+    if not receipt_number.isalnum() or len(receipt_number) > 30:
+        raise TransactionStatusError(f"{receipt_number!r} is not an M-Pesa receipt number.")
+    if not settings.MPESA_CALLBACK_BASE_URL or not settings.MPESA_WEBHOOK_TOKEN:
+        raise TransactionStatusError("MPESA_CALLBACK_BASE_URL and MPESA_WEBHOOK_TOKEN must be set.")
+    if not settings.MPESA_INITIATOR_NAME:
+        raise TransactionStatusError("MPESA_INITIATOR_NAME is not set.")
+    credential = security_credential_from_file(
+        password=settings.MPESA_INITIATOR_PASSWORD, certificate_path=settings.MPESA_CERTIFICATE_PATH
+    )
+    base, token = settings.MPESA_CALLBACK_BASE_URL.rstrip("/"), settings.MPESA_WEBHOOK_TOKEN
+    # Stored before Safaricom is asked, so a question is never lost even when the answer is.
+    query = TransactionStatusQuery.objects.create(
+        receipt_number=receipt_number,
+        receipt=MpesaReceipt.objects.filter(trans_id=receipt_number).first(),
+        requested_by=by,
+    )
+    try:
+        answer = DarajaClient.from_settings().transaction_status(
+            initiator=settings.MPESA_INITIATOR_NAME,
+            security_credential=credential,
+            receipt_number=receipt_number,
+            shortcode=settings.MPESA_SHORTCODE,
+            result_url=base + reverse("status-result", args=[token]),
+            timeout_url=base + reverse("status-timeout", args=[token]),
+            remarks=f"Status of {receipt_number}",
+        )
+    except DarajaError as exc:
+        TransactionStatusQuery.objects.filter(pk=query.pk).update(
+            state=StatusQueryState.REFUSED, result_code=exc.code, result_desc=exc.message[:300],
+            answered_at=timezone.now(),
+        )  # fmt: skip
+        raise TransactionStatusError(f"Safaricom did not take the question: {exc.message or exc}") from exc
+    TransactionStatusQuery.objects.filter(pk=query.pk).update(
+        originator_conversation_id=str(answer.get("OriginatorConversationID", "")),
+        conversation_id=str(answer.get("ConversationID", "")),
+    )
+    query.refresh_from_db()
+    return query
+
+
+def transaction_status_result_process(*, log: WebhookLog) -> None:
+    """Record the first answer to a question; a repeated or late answer changes nothing."""
+    try:
+        result = _result_parse(log.body)
+    except ValueError as exc:
+        detail = f"Not a Transaction Status result: {exc}"
+        webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=detail)
+        return
+    parameters = _parameters(result)
+    receipt_number = str(parameters.get("ReceiptNo", "")).strip().upper()
+    with transaction.atomic():
+        query = _query_for(result, receipt_number)
+        if query is None:
+            webhook_log_close(
+                log=log,
+                status=WebhookStatus.REJECTED,
+                detail=f"No question of ours has conversation {result.get('OriginatorConversationID')!r}.",
+                trans_id=receipt_number,
+            )
+            return
+        if query.state != StatusQueryState.REQUESTED:
+            webhook_log_close(
+                log=log, status=WebhookStatus.DUPLICATE, detail=f"Already {query.state}.",
+                trans_id=query.receipt_number,
+            )  # fmt: skip
+            return
+        query.result_log = log
+        query.answered_at = timezone.now()
+        query.result_code = str(result.get("ResultCode", ""))
+        query.result_desc = str(result.get("ResultDesc", ""))[:300]
+        query.conversation_id = query.conversation_id or str(result.get("ConversationID", ""))
+        if log.kind == WebhookKind.STATUS_TIMEOUT:
+            query.state = StatusQueryState.TIMED_OUT
+        elif query.result_code == "0":
+            query.state = StatusQueryState.ANSWERED
+            query.result_parameters = parameters
+            query.transaction_status = str(parameters.get("TransactionStatus", ""))[:30]
+            query.amount = _amount(parameters.get("Amount"))
+            query.debit_party_name = str(parameters.get("DebitPartyName", ""))[:200]
+            query.credit_party_name = str(parameters.get("CreditPartyName", ""))[:200]
+            query.finalised_time = str(parameters.get("FinalisedTime", ""))[:30]
+        else:
+            query.state = StatusQueryState.REFUSED
+        query.save()
+        detail = f"{query.receipt_number}: {query.get_state_display()}"
+        webhook_log_close(
+            log=log, status=WebhookStatus.PROCESSED, detail=detail, trans_id=query.receipt_number
+        )
+
+
+def _result_parse(body: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ValueError("the body is not JSON") from exc
+    result = data.get("Result") if isinstance(data, dict) else None
+    if not isinstance(result, dict) or not (
+        result.get("OriginatorConversationID") or result.get("ConversationID")
+    ):
+        raise ValueError("no Result with a conversation ID")
+    return result
+
+
+def _parameters(result: dict[str, Any]) -> dict[str, Any]:
+    # A single parameter arrives as an object rather than a list of one.
+    items = (result.get("ResultParameters") or {}).get("ResultParameter") or []
+    if isinstance(items, dict):
+        items = [items]
+    return {str(item["Key"]): item.get("Value") for item in items if isinstance(item, dict) and "Key" in item}
+
+
+def _query_for(result: dict[str, Any], receipt_number: str) -> TransactionStatusQuery | None:
+    queries = TransactionStatusQuery.objects.select_for_update()
+    originator = str(result.get("OriginatorConversationID") or "")
+    query = queries.filter(originator_conversation_id=originator).first() if originator else None
+    if query is None and receipt_number:
+        # The answer overtook the saving of Safaricom's acknowledgement.
+        query = (
+            queries.filter(receipt_number=receipt_number, originator_conversation_id="",
+                           state=StatusQueryState.REQUESTED)
+            .order_by("requested_at").first()
+        )  # fmt: skip
+    return query
+
+
+def _amount(value: Any) -> Decimal | None:
+    try:
+        return to_kes(str(value))
+    except (InvalidAmountError, ValueError):
+        return None
