@@ -154,6 +154,13 @@ class Payment(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reallocation_reason = models.TextField(blank=True)
+    # Set when the money went back to the payer (an M-Pesa reversal): its posting is reversed and its
+    # allocations undone; nothing replaces it.
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    refunded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    refund_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -191,7 +198,9 @@ class Allocation(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     journal_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
-    undone_at = models.DateTimeField(null=True, blank=True, help_text="Set when its payment was reallocated.")
+    undone_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when its payment was reallocated or refunded."
+    )
 
     class Meta:
         ordering = ["id"]

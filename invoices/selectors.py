@@ -285,7 +285,8 @@ WITH ledger AS (
       FROM invoices_invoice GROUP BY customer_id
 ), paid AS (
     SELECT customer_id, sum(amount) AS paid, sum(credit_amount) AS excess
-      FROM invoices_payment WHERE reallocated_at IS NULL GROUP BY customer_id
+      FROM invoices_payment WHERE reallocated_at IS NULL AND refunded_at IS NULL
+     GROUP BY customer_id
 ), applied AS (
     SELECT i.customer_id, sum(al.amount) AS applied
       FROM invoices_allocation al JOIN invoices_invoice i ON i.id = al.invoice_id

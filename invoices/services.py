@@ -268,74 +268,121 @@ def payment_reallocate(*, payment: Payment, reference: str, reason: str, by: Use
         raise InvoiceValidationError({"reason": "Say why the payment is being moved."})
     target = payment_reference_resolve(reference)
     with _ledger_refusals(), transaction.atomic():
-        for customer_id in sorted({payment.customer_id, target.customer_id}):
-            customer_get_for_update(customer_id)
-        payment = Payment.objects.select_for_update().select_related("customer").get(pk=payment.pk)
-        if payment.reallocated_at is not None:
-            raise ReceivablesError(f"Payment {payment.source_id} has already been reallocated.")
-        old_customer = payment.customer
-        if payment.credit_amount > customer_position(old_customer.pk).credit:
-            raise ReceivablesError(
-                f"The KES {payment.credit_amount} credit this payment gave {old_customer} has been used "
-                "since; sort that invoice out first."
-            )
-        allocations = list(payment.allocations.filter(undone_at__isnull=True))
-        invoices = {
-            invoice.pk: invoice
-            for invoice in Invoice.objects.select_for_update()
-            .filter(pk__in=[a.invoice_id for a in allocations])
-            .order_by("pk")
-        }
-        if any(invoice.status == InvoiceStatus.VOID for invoice in invoices.values()):
-            raise ReceivablesError(
-                "An invoice this payment paid has been voided since; its money is credit now."
-            )
+        payment = _payment_lock(payment, also_customer_id=target.customer_id)
         received_into = (
             payment.journal_entry.lines.filter(debit__gt=0).values_list("account__code", flat=True).get()
         )
-        journal_entry_reverse(
-            entry=payment.journal_entry,
+        old_customer = payment.customer
+        reopened = _payment_withdraw(
+            payment,
             reason=f"Reallocated to {reference.strip()}: {reason}",
+            memo=f"Payment {payment.source_id} moved from {old_customer.code} to {reference.strip()}",
             by=by,
-            memo=f"Payment {payment.source_id} moved from {old_customer.code} to {reference.strip()}"[:255],
         )
-        with connection.cursor() as cursor:  # tells the invoice guard this decrease is a reallocation
-            cursor.execute("SELECT set_config('kellyos.reallocating', 'on', true)")
-        now = timezone.now()
-        for allocation in allocations:
-            invoice = invoices[allocation.invoice_id]
-            invoice.amount_paid -= allocation.amount
-            invoice.status = (
-                InvoiceStatus.UNPAID if invoice.amount_paid == 0 else InvoiceStatus.PARTIALLY_PAID
-            )
-            invoice.save(update_fields=["amount_paid", "status"])
-            allocation.undone_at = now
-            allocation.save(update_fields=["undone_at"])
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('kellyos.reallocating', 'off', true)")
         source_id = payment.source_id
         payment.source_id = f"{source_id}~{payment.pk}"[
             :64
         ]  # frees the receipt's identity for the new payment
-        payment.reallocated_at, payment.reallocated_by, payment.reallocation_reason = now, by, reason
+        payment.reallocated_at, payment.reallocated_by, payment.reallocation_reason = (
+            timezone.now(),
+            by,
+            reason,
+        )
         payment.save(update_fields=["source_id", "reallocated_at", "reallocated_by", "reallocation_reason"])
         _credit_apply_to_open_invoices(customer=old_customer, by=by)
-        _announce(old_customer, list(invoices.values()))
+        _announce(old_customer, reopened)
         audit_record(
             action="payment.reallocate", subject=f"payment {source_id}", by=by, reason=reason,
             summary=f"KES {payment.amount} moved from {old_customer} to {reference.strip()}; reopened "
-            f"{', '.join(i.number for i in invoices.values()) or 'no invoices'}.",
+            f"{', '.join(i.number for i in reopened) or 'no invoices'}.",
         )  # fmt: skip
         outcome = payment_receive(
             amount=payment.amount,
             reference=reference,
-            received_at=now,
+            received_at=timezone.now(),
             source=payment.source,
             source_id=source_id,
             received_into=received_into,
             by=by,
         )
     return outcome.payment
+
+
+def payment_refund(*, payment: Payment, reason: str, by: User | None) -> Payment:
+    """The money went back to the payer: the payment's posting is reversed (crediting the account it
+    was received into) and its allocations undone, so those invoices reopen. Call it once the refund
+    has really happened."""
+    reason = reason.strip()
+    if not reason:
+        raise InvoiceValidationError({"reason": "Say why the payment is refunded."})
+    with _ledger_refusals(), transaction.atomic():
+        payment = _payment_lock(payment)
+        reopened = _payment_withdraw(
+            payment,
+            reason=f"Refunded: {reason}",
+            memo=f"Payment {payment.source_id} refunded to {payment.customer.code}",
+            by=by,
+        )
+        payment.refunded_at, payment.refunded_by, payment.refund_reason = timezone.now(), by, reason
+        payment.save(update_fields=["refunded_at", "refunded_by", "refund_reason"])
+        _credit_apply_to_open_invoices(customer=payment.customer, by=by)
+        _announce(payment.customer, reopened)
+        audit_record(
+            action="payment.refund", subject=f"payment {payment.source_id}", by=by, reason=reason,
+            summary=f"KES {payment.amount} refunded to {payment.customer}; reopened "
+            f"{', '.join(i.number for i in reopened) or 'no invoices'}.",
+        )  # fmt: skip
+    return payment
+
+
+def payment_refund_problem(payment: Payment) -> str | None:
+    """Why this payment cannot be refunded now (None when it can)."""
+    if payment.reallocated_at is not None or payment.refunded_at is not None:
+        return f"Payment {payment.source_id} has already been moved or refunded."
+    if payment.credit_amount > customer_position(payment.customer_id).credit:
+        return (
+            f"The KES {payment.credit_amount} credit this payment gave {payment.customer} has been used "
+            "since; sort that invoice out first."
+        )
+    if payment.allocations.filter(undone_at__isnull=True, invoice__status=InvoiceStatus.VOID).exists():
+        return "An invoice this payment paid has been voided since; its money is credit now."
+    return None
+
+
+def _payment_lock(payment: Payment, *, also_customer_id: int | None = None) -> Payment:
+    """Customers first (fixed order), then the payment; refuses a payment that can no longer be undone."""
+    for customer_id in sorted({payment.customer_id, also_customer_id or payment.customer_id}):
+        customer_get_for_update(customer_id)
+    payment = Payment.objects.select_for_update().select_related("customer").get(pk=payment.pk)
+    problem = payment_refund_problem(payment)
+    if problem:
+        raise ReceivablesError(problem)
+    return payment
+
+
+def _payment_withdraw(payment: Payment, *, reason: str, memo: str, by: User | None) -> list[Invoice]:
+    """Reverse the payment's posting and undo its allocations; returns the invoices that reopened."""
+    allocations = list(payment.allocations.filter(undone_at__isnull=True))
+    invoices = {
+        invoice.pk: invoice
+        for invoice in Invoice.objects.select_for_update()
+        .filter(pk__in=[a.invoice_id for a in allocations])
+        .order_by("pk")
+    }
+    journal_entry_reverse(entry=payment.journal_entry, reason=reason, by=by, memo=memo[:255])
+    with connection.cursor() as cursor:  # tells the invoice guard this decrease is deliberate
+        cursor.execute("SELECT set_config('kellyos.reallocating', 'on', true)")
+    now = timezone.now()
+    for allocation in allocations:
+        invoice = invoices[allocation.invoice_id]
+        invoice.amount_paid -= allocation.amount
+        invoice.status = InvoiceStatus.UNPAID if invoice.amount_paid == 0 else InvoiceStatus.PARTIALLY_PAID
+        invoice.save(update_fields=["amount_paid", "status"])
+        allocation.undone_at = now
+        allocation.save(update_fields=["undone_at"])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('kellyos.reallocating', 'off', true)")
+    return list(invoices.values())
 
 
 def _payment_book(

@@ -62,9 +62,10 @@ def test_one_payment_per_source_receipt_is_enforced_by_the_database():
     outcome = pay(invoice.number, "10.00", source_id="RKT1UNIQUE")
     refused(
         "INSERT INTO invoices_payment (source, source_id, amount, reference, received_at, customer_id,"
-        " allocated_amount, credit_amount, journal_entry_id, created_at, reallocation_reason)"
+        " allocated_amount, credit_amount, journal_entry_id, created_at, reallocation_reason,"
+        " refund_reason)"
         " SELECT source, source_id, amount, reference, received_at, customer_id, allocated_amount,"
-        " credit_amount, journal_entry_id, now(), '' FROM invoices_payment WHERE id = %s",
+        " credit_amount, journal_entry_id, now(), '', '' FROM invoices_payment WHERE id = %s",
         [outcome.payment.pk],
         "one_per_source_id",
     )
