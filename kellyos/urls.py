@@ -8,6 +8,8 @@ from kellyos.views import ReportsApi, dashboard, events, health, report_page
 from mpesa.api.views import (
     C2BConfirmationApi,
     C2BValidationApi,
+    RefundResultApi,
+    RefundTimeoutApi,
     StkCallbackApi,
     TransactionStatusResultApi,
     TransactionStatusTimeoutApi,
@@ -51,4 +53,6 @@ urlpatterns = [
         TransactionStatusTimeoutApi.as_view(),
         name="status-timeout",
     ),
+    path("api/webhooks/refund/<str:token>/result", RefundResultApi.as_view(), name="refund-result"),
+    path("api/webhooks/refund/<str:token>/timeout", RefundTimeoutApi.as_view(), name="refund-timeout"),
 ]

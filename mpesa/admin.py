@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from mpesa.exceptions import MpesaError
 from mpesa.models import (
     MpesaReceipt,
+    MpesaRefund,
     ReceiptConflict,
     StatementImport,
     StatementLine,
@@ -36,6 +37,7 @@ from mpesa.services.c2b import (
     receipt_assign,
     receipt_reallocate,
 )
+from mpesa.services.refund import refund_problem, refund_request
 from mpesa.services.statement import (
     StatementFormatError,
     statement_check,
@@ -88,7 +90,38 @@ class MpesaReceiptAdmin(ReadOnlyAdmin):
         "recorded_at",
     )  # fmt: skip
     readonly_fields = fields
-    actions = ["reallocate", "ask_status"]
+    actions = ["reallocate", "ask_status", "refund"]
+
+    def has_refund_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.add_mpesarefund")
+
+    @admin.action(description="Refund to the payer (M-Pesa reversal)", permissions=["refund"])
+    def refund(self, request: HttpRequest, queryset: QuerySet[MpesaReceipt]) -> HttpResponse | None:
+        form = RefundForm(request.POST if "confirm" in request.POST else None)
+        receipts = list(queryset.order_by("pk"))
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Refund receipts to their payers",
+                "receipts": [(receipt, refund_problem(receipt)) for receipt in receipts],
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/mpesa/mpesareceipt/refund.html", context)
+        assert isinstance(request.user, User)
+        for receipt in receipts:
+            try:
+                refund_request(receipt=receipt, reason=form.cleaned_data["reason"], by=request.user)
+            except MpesaError as exc:
+                self.message_user(request, f"{receipt}: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Asked Safaricom to reverse {receipt}; see Refunds for the result.",
+                    messages.SUCCESS,
+                )
+        return None
 
     def has_ask_status_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("mpesa.add_transactionstatusquery")
@@ -446,3 +479,25 @@ class TransactionStatusQueryAdmin(ReadOnlyAdmin):
         if query.amount_differs:
             return format_html("<strong>{} (differs)</strong>", query.receipt.amount)
         return str(query.receipt.amount)
+
+
+class RefundForm(forms.Form):
+    reason = forms.CharField(
+        max_length=90, help_text="Why the money goes back; it is sent to Safaricom as the remark."
+    )
+
+
+@admin.register(MpesaRefund)
+class MpesaRefundAdmin(ReadOnlyAdmin):
+    """Refunds asked of Safaricom and how they ended. Start one from M-Pesa receipts → Refund."""
+
+    list_display = ["receipt", "amount", "state", "requested_at", "requested_by", "settled_at", "result_desc"]
+    list_filter = ["state", "requested_at"]
+    search_fields = ["receipt__trans_id", "originator_conversation_id", "reversal_receipt_number"]
+    list_select_related = ["receipt", "requested_by"]
+    fields = (
+        "receipt", "amount", "reason", "state", "result_code", "result_desc", "reversal_receipt_number",
+        "originator_conversation_id", "conversation_id", "result_parameters", "result_log", "requested_by",
+        "requested_at", "settled_at",
+    )  # fmt: skip
+    readonly_fields = fields

@@ -215,6 +215,39 @@ class DarajaClient:
             )
         )
 
+    # --- Reversal (asynchronous: the outcome comes to result_url) --------------------------------
+    def reversal(
+        self,
+        *,
+        initiator: str,
+        security_credential: str,
+        receipt_number: str,
+        amount: Decimal,
+        shortcode: str,
+        result_url: str,
+        timeout_url: str,
+        remarks: str,
+    ) -> dict[str, Any]:
+        """Ask Safaricom to give a C2B payment back to its payer; returns the acknowledgement."""
+        return self._accepted(
+            self._call(
+                "/mpesa/reversal/v1/request",
+                {
+                    "Initiator": initiator,
+                    "SecurityCredential": security_credential,
+                    "CommandID": "TransactionReversal",
+                    "TransactionID": receipt_number,
+                    "Amount": str(int(amount)),  # M-Pesa moves whole shillings
+                    "ReceiverParty": shortcode,
+                    "RecieverIdentifierType": "11",  # sic: Safaricom's spelling (daraja.md §3.5)
+                    "ResultURL": result_url,
+                    "QueueTimeOutURL": timeout_url,
+                    "Remarks": (remarks or "Refund")[:100].ljust(2, "."),
+                    "Occasion": "",
+                },
+            )
+        )
+
     # --- plumbing ------------------------------------------------------------------------------
     def access_token(self, *, stale: str | None = None) -> str:
         """The shared token; a new one only when it is (nearly) expired or `stale` was refused."""

@@ -39,6 +39,8 @@ NAIROBI = ZoneInfo("Africa/Nairobi")
 RECEIPT_ALPHABET = string.ascii_uppercase + string.digits
 # Public sandbox passkey for shortcode 174379 (daraja.md §4.2).
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+REVERSAL_FIELDS = ("Initiator", "SecurityCredential", "TransactionID", "Amount", "ReceiverParty", "ResultURL",
+                   "QueueTimeOutURL", "Remarks")  # fmt: skip
 STATUS_QUERY_FIELDS = (
     "Initiator",
     "SecurityCredential",
@@ -89,6 +91,8 @@ class FakeDarajaState:
     initiator_name: str = "testapi"
     initiator_password: str = "Safaricom999!*!"  # noqa: S105 - the public sandbox test password
     status_times_out: bool = False
+    reversal_times_out: bool = False
+    reversed: set[str] = field(default_factory=set)  # receipts given back to their payers
     callbacks: list[Callback] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -172,6 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stk_query(body)
         if path == "/mpesa/transactionstatus/v1/query":
             return self._transaction_status(body)
+        if path == "/mpesa/reversal/v1/request":
+            return self._reversal(body)
         for version in ("v1", "v2"):
             if path == f"/mpesa/c2b/{version}/registerurl":
                 return self._register(body)
@@ -302,8 +308,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "400.002.02", f"Bad Request - Invalid {missing[0]}")
         ids = {"OriginatorConversationID": f"{uuid.uuid4().hex[:5]}-{secrets.randbelow(10**8)}-1",
                "ConversationID": f"AG_{datetime.now(tz=NAIROBI):%Y%m%d}_{uuid.uuid4().hex[:20]}"}  # fmt: skip
+        urls = {"result": str(body["ResultURL"]), "timeout": str(body["QueueTimeOutURL"])}
         threading.Thread(
-            target=_status_call_back, args=(self.state, self._status_result(body, ids), body), daemon=True
+            target=_initiator_call_back,
+            args=(self.state, "status", self._status_result(body, ids), urls, self.state.status_times_out),
+            daemon=True,
         ).start()
         self._answer(200, {**ids, "ResponseCode": "0",
                            "ResponseDescription": "Accept the service request successfully."})  # fmt: skip
@@ -341,6 +350,75 @@ class _Handler(BaseHTTPRequestHandler):
             "ResultDesc": "The service request is processed successfully.",
             "ResultParameters": {"ResultParameter": [{"Key": k, "Value": v} for k, v in values.items()]},
             "ReferenceData": {"ReferenceItem": {"Key": "Occasion"}},
+        }
+
+    def _reversal(self, body: dict[str, Any]) -> None:
+        missing = [name for name in REVERSAL_FIELDS if not body.get(name)]
+        if body.get("CommandID") != "TransactionReversal":
+            missing.insert(0, "CommandID")
+        if body.get("RecieverIdentifierType") != "11":
+            missing.append("RecieverIdentifierType")
+        if missing:
+            return self._error(400, "400.002.02", f"Bad Request - Invalid {missing[0]}")
+        ids = {"OriginatorConversationID": f"{uuid.uuid4().hex[:5]}-{secrets.randbelow(10**8)}-1",
+               "ConversationID": f"AG_{datetime.now(tz=NAIROBI):%Y%m%d}_{uuid.uuid4().hex[:20]}"}  # fmt: skip
+        urls = {"result": str(body["ResultURL"]), "timeout": str(body["QueueTimeOutURL"])}
+        threading.Thread(
+            target=_initiator_call_back,
+            args=(
+                self.state,
+                "refund",
+                self._reversal_result(body, ids),
+                urls,
+                self.state.reversal_times_out,
+            ),
+            daemon=True,
+        ).start()
+        self._answer(200, {**ids, "ResponseCode": "0",
+                           "ResponseDescription": "Accept the service request successfully."})  # fmt: skip
+
+    def _reversal_result(self, body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+        result: dict[str, Any] = {**ids, "ResultType": 0, "TransactionID": _receipt_number()}
+        if not self._credential_valid(body):
+            return {**result, "ResultCode": 2001, "ResultDesc": "The initiator information is invalid."}
+        receipt = str(body["TransactionID"])
+        with self.state.lock:
+            payment = next((t for t in self.state.transactions if t["transactionId"] == receipt), None)
+            if payment is None:
+                return {
+                    **result,
+                    "ResultCode": "R000002",
+                    "ResultDesc": "The OriginalTransactionID is invalid.",
+                }
+            if receipt in self.state.reversed:
+                return {
+                    **result,
+                    "ResultCode": "R000001",
+                    "ResultDesc": "The transaction has already been reversed.",
+                }
+            if str(body["Amount"]) != str(int(float(payment["amount"]))):
+                return {
+                    **result,
+                    "ResultCode": 2006,
+                    "ResultDesc": "The amount does not match the transaction.",
+                }
+            self.state.reversed.add(receipt)
+        now = datetime.now(tz=NAIROBI)
+        values = {
+            "DebitAccountBalance": "Utility Account|KES|0.00|0.00|0.00|0.00",
+            "Amount": float(payment["amount"]),
+            "TransCompletedTime": int(now.strftime("%Y%m%d%H%M%S")),
+            "OriginalTransactionID": receipt,
+            "Charge": 0.0,
+            "CreditPartyPublicName": f"254{payment['msisdn']} - {payment['sender']}",
+            "DebitPartyPublicName": f"{body['ReceiverParty']} - {payment['organizationname']}",
+        }
+        return {
+            **result,
+            "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "ResultParameters": {"ResultParameter": [{"Key": k, "Value": v} for k, v in values.items()]},
+            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": body["QueueTimeOutURL"]}},
         }
 
     def _credential_valid(self, body: dict[str, Any]) -> bool:
@@ -442,13 +520,16 @@ def _receipt_number() -> str:
     return "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(10))
 
 
-def _status_call_back(state: FakeDarajaState, result: dict[str, Any], body: dict[str, Any]) -> None:
+def _initiator_call_back(
+    state: FakeDarajaState, kind: str, result: dict[str, Any], urls: dict[str, str], times_out: bool
+) -> None:
+    """What M-Pesa does with an initiator request: the result, or a notice that it expired in the queue."""
     time.sleep(state.callback_delay)
-    if state.status_times_out:
-        _post(state, "status_timeout", str(body["QueueTimeOutURL"]), {"Result": {**result, "ResultCode": 1,
-              "ResultDesc": "The request expired in the queue."}})  # fmt: skip
+    if times_out:
+        expired = {**result, "ResultCode": 1, "ResultDesc": "The request expired in the queue."}
+        _post(state, f"{kind}_timeout", urls["timeout"], {"Result": expired})
     else:
-        _post(state, "status_result", str(body["ResultURL"]), {"Result": result})
+        _post(state, f"{kind}_result", urls["result"], {"Result": result})
 
 
 def _self_signed_certificate(key: rsa.RSAPrivateKey) -> bytes:

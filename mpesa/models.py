@@ -25,6 +25,8 @@ class WebhookKind(models.TextChoices):
     STATEMENT = "statement", "Org-portal statement row"
     STATUS_RESULT = "status_result", "Transaction Status result"
     STATUS_TIMEOUT = "status_timeout", "Transaction Status queue timeout"
+    REFUND_RESULT = "refund_result", "Reversal result"
+    REFUND_TIMEOUT = "refund_timeout", "Reversal queue timeout"
 
 
 class WebhookStatus(models.TextChoices):
@@ -72,6 +74,7 @@ class ReceiptStatus(models.TextChoices):
     CREDIT = "CREDIT", "Customer credit"
     SALE = "SALE", "Paid to a till sale"
     UNALLOCATED = "UNALLOCATED", "Unallocated (suspense)"
+    REFUNDED = "REFUNDED", "Refunded to the payer (M-Pesa reversal)"
 
 
 class UnallocatedReason(models.TextChoices):
@@ -156,7 +159,8 @@ class MpesaReceipt(models.Model):
                         ]
                     )
                     & Q(payment__isnull=False)
-                ),
+                )
+                | (Q(status=ReceiptStatus.REFUNDED) & Q(unallocated_amount=0)),
                 name="mpesa_mpesareceipt_booked_somewhere",
             ),
             models.CheckConstraint(
@@ -389,3 +393,58 @@ class TransactionStatusQuery(models.Model):
         if self.amount is None or self.receipt is None:
             return None
         return self.amount != self.receipt.amount
+
+
+class RefundState(models.TextChoices):
+    REQUESTED = "REQUESTED", "Asked Safaricom to reverse, waiting for the result"
+    COMPLETED = "COMPLETED", "Reversed: the money went back to the payer"
+    FAILED = "FAILED", "Safaricom did not reverse it"
+    TIMED_OUT = "TIMED_OUT", "Timed out in Safaricom's queue: check the receipt's status"
+    NEEDS_REVIEW = "NEEDS_REVIEW", "Reversed by Safaricom but not booked: needs review"
+
+
+class MpesaRefund(models.Model):
+    """A refund of a whole receipt through the M-Pesa Reversal API. Stored before Safaricom is asked;
+    the result callback settles it once, and only a completed reversal touches the books."""
+
+    receipt = models.ForeignKey(MpesaReceipt, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    reason = models.TextField()
+    state = models.CharField(max_length=12, choices=RefundState.choices, default=RefundState.REQUESTED)
+    originator_conversation_id = models.CharField(max_length=100, blank=True)
+    conversation_id = models.CharField(max_length=100, blank=True)
+    result_code = models.CharField(max_length=20, blank=True)
+    result_desc = models.CharField(max_length=300, blank=True)
+    reversal_receipt_number = models.CharField(
+        max_length=30, blank=True, help_text="M-Pesa's receipt for the reversal itself."
+    )
+    result_parameters = models.JSONField(default=dict, blank=True)
+    result_log = models.ForeignKey(
+        WebhookLog, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = "M-Pesa refund"
+        constraints = [
+            # One reversal in flight or done per receipt: a receipt is never refunded twice.
+            models.UniqueConstraint(
+                fields=["receipt"],
+                condition=Q(state__in=["REQUESTED", "COMPLETED", "NEEDS_REVIEW"]),
+                name="mpesa_mpesarefund_one_live_per_receipt",
+            ),
+            models.UniqueConstraint(
+                fields=["originator_conversation_id"],
+                condition=~Q(originator_conversation_id=""),
+                name="mpesa_mpesarefund_one_per_conversation",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="mpesa_mpesarefund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund of {self.receipt.trans_id} ({self.get_state_display()})"

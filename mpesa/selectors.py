@@ -6,7 +6,7 @@ from ledger.chart import UNALLOCATED_RECEIPTS
 def mpesa_verify() -> list[str]:
     """The M-Pesa side agrees with the books: the suspense account holds exactly the unallocated parts
     of receipts, and every receipt is wholly accounted for by its payment, sale payment and suspense
-    part. Registered with ledger_verify."""
+    part (or was refunded by a completed reversal). Registered with ledger_verify."""
     errors = []
     with connection.cursor() as cursor:
         cursor.execute(
@@ -30,11 +30,24 @@ def mpesa_verify() -> list[str]:
               FROM mpesa_mpesareceipt r
               LEFT JOIN invoices_payment p ON p.id = r.payment_id
               LEFT JOIN pos_salepayment sp ON sp.id = r.sale_payment_id
-             WHERE coalesce(p.amount, 0) + coalesce(sp.amount, 0) + r.unallocated_amount <> r.amount
+             WHERE r.status <> 'REFUNDED'
+               AND coalesce(p.amount, 0) + coalesce(sp.amount, 0) + r.unallocated_amount <> r.amount
             """
         )
         errors += [
             f"M-Pesa receipt {trans_id} for {amount} is booked as {booked} (payments, sale and suspense)."
             for trans_id, amount, booked in cursor.fetchall()
+        ]
+        cursor.execute(
+            """
+            SELECT r.trans_id FROM mpesa_mpesareceipt r
+             WHERE r.status = 'REFUNDED'
+               AND NOT EXISTS (SELECT 1 FROM mpesa_mpesarefund f
+                                WHERE f.receipt_id = r.id AND f.state = 'COMPLETED')
+            """
+        )
+        errors += [
+            f"M-Pesa receipt {trans_id} is marked refunded without a completed reversal."
+            for (trans_id,) in cursor.fetchall()
         ]
     return errors

@@ -6,31 +6,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('invoices', '0004_allow_undoing_allocations'),
+        ("invoices", "0004_allow_undoing_allocations"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='payment',
-            name='refund_reason',
+            model_name="payment",
+            name="refund_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='payment',
-            name='refunded_at',
+            model_name="payment",
+            name="refunded_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='payment',
-            name='refunded_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="payment",
+            name="refunded_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='allocation',
-            name='undone_at',
-            field=models.DateTimeField(blank=True, help_text='Set when its payment was reallocated or refunded.', null=True),
+            model_name="allocation",
+            name="undone_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Set when its payment was reallocated or refunded.", null=True
+            ),
         ),
     ]

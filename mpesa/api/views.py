@@ -19,6 +19,7 @@ from mpesa.api.security import caller_allowed, caller_ip, logger, webhook_token_
 from mpesa.callbacks import MalformedCallbackError, c2b_payment_parse
 from mpesa.models import WebhookKind, WebhookLog, WebhookStatus
 from mpesa.services.c2b import c2b_confirmation_book, c2b_validate, webhook_log_close, webhook_log_record
+from mpesa.services.refund import refund_result_process
 from mpesa.services.stk import stk_callback_process
 from mpesa.services.transaction_status import transaction_status_result_process
 
@@ -130,3 +131,22 @@ class TransactionStatusTimeoutApi(TransactionStatusResultApi):
     """POST /api/webhooks/status/<token>/timeout: the question expired in M-Pesa's queue."""
 
     kind = WebhookKind.STATUS_TIMEOUT
+
+
+class RefundResultApi(WebhookApi):
+    """POST /api/webhooks/refund/<token>/result: how a reversal we asked for ended."""
+
+    kind = WebhookKind.REFUND_RESULT
+
+    def handle(self, log: WebhookLog, body: bytes) -> Response:
+        refund_result_process(log=log)
+        log.refresh_from_db(fields=["status", "detail"])
+        if log.status == WebhookStatus.REJECTED:
+            return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {log.detail}"}, status=400)
+        return Response({"ResultCode": 0, "ResultDesc": "Success"})
+
+
+class RefundTimeoutApi(RefundResultApi):
+    """POST /api/webhooks/refund/<token>/timeout: the reversal expired in M-Pesa's queue."""
+
+    kind = WebhookKind.REFUND_TIMEOUT

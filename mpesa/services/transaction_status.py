@@ -4,14 +4,12 @@ reads it beside our own booking of the receipt."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from kellyos.money import InvalidAmountError, to_kes
@@ -25,8 +23,8 @@ from mpesa.models import (
     WebhookLog,
     WebhookStatus,
 )
-from mpesa.security_credential import security_credential_from_file
 from mpesa.services.c2b import webhook_log_close
+from mpesa.services.initiator import initiator_credentials, result_parameters, result_parse, result_urls
 
 
 class TransactionStatusError(MpesaError):
@@ -37,14 +35,8 @@ def transaction_status_request(*, receipt_number: str, by: User | None) -> Trans
     receipt_number = receipt_number.strip().upper()
     if not receipt_number.isalnum() or len(receipt_number) > 30:
         raise TransactionStatusError(f"{receipt_number!r} is not an M-Pesa receipt number.")
-    if not settings.MPESA_CALLBACK_BASE_URL or not settings.MPESA_WEBHOOK_TOKEN:
-        raise TransactionStatusError("MPESA_CALLBACK_BASE_URL and MPESA_WEBHOOK_TOKEN must be set.")
-    if not settings.MPESA_INITIATOR_NAME:
-        raise TransactionStatusError("MPESA_INITIATOR_NAME is not set.")
-    credential = security_credential_from_file(
-        password=settings.MPESA_INITIATOR_PASSWORD, certificate_path=settings.MPESA_CERTIFICATE_PATH
-    )
-    base, token = settings.MPESA_CALLBACK_BASE_URL.rstrip("/"), settings.MPESA_WEBHOOK_TOKEN
+    initiator, credential = initiator_credentials(TransactionStatusError)
+    result_url, timeout_url = result_urls("status")
     # Stored before Safaricom is asked, so a question is never lost even when the answer is.
     query = TransactionStatusQuery.objects.create(
         receipt_number=receipt_number,
@@ -53,12 +45,12 @@ def transaction_status_request(*, receipt_number: str, by: User | None) -> Trans
     )
     try:
         answer = DarajaClient.from_settings().transaction_status(
-            initiator=settings.MPESA_INITIATOR_NAME,
+            initiator=initiator,
             security_credential=credential,
             receipt_number=receipt_number,
             shortcode=settings.MPESA_SHORTCODE,
-            result_url=base + reverse("status-result", args=[token]),
-            timeout_url=base + reverse("status-timeout", args=[token]),
+            result_url=result_url,
+            timeout_url=timeout_url,
             remarks=f"Status of {receipt_number}",
         )
     except DarajaError as exc:
@@ -78,12 +70,12 @@ def transaction_status_request(*, receipt_number: str, by: User | None) -> Trans
 def transaction_status_result_process(*, log: WebhookLog) -> None:
     """Record the first answer to a question; a repeated or late answer changes nothing."""
     try:
-        result = _result_parse(log.body)
+        result = result_parse(log.body)
     except ValueError as exc:
         detail = f"Not a Transaction Status result: {exc}"
         webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=detail)
         return
-    parameters = _parameters(result)
+    parameters = result_parameters(result)
     receipt_number = str(parameters.get("ReceiptNo", "")).strip().upper()
     with transaction.atomic():
         query = _query_for(result, receipt_number)
@@ -123,27 +115,6 @@ def transaction_status_result_process(*, log: WebhookLog) -> None:
         webhook_log_close(
             log=log, status=WebhookStatus.PROCESSED, detail=detail, trans_id=query.receipt_number
         )
-
-
-def _result_parse(body: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise ValueError("the body is not JSON") from exc
-    result = data.get("Result") if isinstance(data, dict) else None
-    if not isinstance(result, dict) or not (
-        result.get("OriginatorConversationID") or result.get("ConversationID")
-    ):
-        raise ValueError("no Result with a conversation ID")
-    return result
-
-
-def _parameters(result: dict[str, Any]) -> dict[str, Any]:
-    # A single parameter arrives as an object rather than a list of one.
-    items = (result.get("ResultParameters") or {}).get("ResultParameter") or []
-    if isinstance(items, dict):
-        items = [items]
-    return {str(item["Key"]): item.get("Value") for item in items if isinstance(item, dict) and "Key" in item}
 
 
 def _query_for(result: dict[str, Any], receipt_number: str) -> TransactionStatusQuery | None:

@@ -4,10 +4,12 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from customers.selectors import customer_position
 from invoices.exceptions import ReceivablesError
 from invoices.models import InvoiceStatus
+from invoices.selectors import customer_statement_get
 from invoices.services import InvoiceLineInput, invoice_create, payment_refund
 from ledger.selectors import ledger_verify
 from tests.invoices.factories import InvoiceFactory, pay
@@ -29,6 +31,10 @@ def test_a_refunded_payment_reopens_its_invoices_and_takes_back_its_credit():
     payment.refresh_from_db()
     assert payment.refunded_at is not None and payment.refund_reason == "Paid twice by mistake"
     assert ledger_verify()["is_valid"]
+    today = timezone.localdate()
+    statement = customer_statement_get(customer=invoice.customer, start=today, end=today)
+    assert statement.closing_balance == Decimal("1000.00")
+    assert any("refunded" in line.description for line in statement.lines)
     with pytest.raises(ReceivablesError, match="already been moved or refunded"):
         payment_refund(payment=payment, reason="again", by=None)
 

@@ -1,5 +1,5 @@
 """Give the finance roles the permissions of models added since they were seeded (Transaction Status
-queries): the same rule as 0003, applied again."""
+queries, refunds): the same rule as 0003, applied again."""
 
 from importlib import import_module
 
@@ -11,7 +11,7 @@ create_finance_roles = import_module("kellyos.migrations.0003_finance_roles").cr
 class Migration(migrations.Migration):
     dependencies = [
         ("kellyos", "0003_finance_roles"),
-        ("mpesa", "0002_transaction_status_queries"),
+        ("mpesa", "0003_refunds"),
     ]
 
     operations = [migrations.RunPython(create_finance_roles, migrations.RunPython.noop)]

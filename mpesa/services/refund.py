@@ -1,0 +1,202 @@
+"""Refunds through the M-Pesa Reversal API. The request is stored, then sent; nothing in the books
+moves until Safaricom's result says the money went back. Then, in one transaction: the receipt's
+booking is reversed (crediting 1010 M-Pesa Cash), its allocations are undone so the invoices it paid
+reopen, and the receipt is marked refunded. A repeated or late result changes nothing."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from invoices.exceptions import ReceivablesError
+from invoices.services import payment_refund, payment_refund_problem
+from kellyos.audit import audit_record
+from kellyos.db import violated_constraint
+from kellyos.money import ZERO
+from ledger.exceptions import LedgerError
+from ledger.services import journal_entry_reverse
+from mpesa.daraja import DarajaClient, DarajaError
+from mpesa.exceptions import MpesaError
+from mpesa.models import (
+    MpesaReceipt,
+    MpesaRefund,
+    ReceiptStatus,
+    RefundState,
+    WebhookKind,
+    WebhookLog,
+    WebhookStatus,
+)
+from mpesa.services.c2b import webhook_log_close
+from mpesa.services.initiator import initiator_credentials, result_parameters, result_parse, result_urls
+
+logger = logging.getLogger(__name__)
+
+# Result codes that mean the money is back with the payer: 0, and "already reversed" (an earlier
+# request of ours whose result never came, or a reversal made on the Org portal).
+MONEY_RETURNED = {"0", "R000001"}
+
+
+class RefundError(MpesaError):
+    pass
+
+
+def refund_problem(receipt: MpesaReceipt) -> str | None:
+    """Why this receipt cannot be refunded now (None when it can)."""
+    if receipt.status == ReceiptStatus.REFUNDED:
+        return f"Receipt {receipt.trans_id} has already been refunded."
+    if receipt.refunds.filter(state__in=[RefundState.REQUESTED, RefundState.NEEDS_REVIEW]).exists():
+        return f"A refund of {receipt.trans_id} is already with Safaricom."
+    if receipt.sale_payment_id is not None:
+        return f"Receipt {receipt.trans_id} paid a till sale; refunds of till sales are not supported yet."
+    if receipt.amount != receipt.amount.to_integral_value():
+        return f"M-Pesa reverses whole shillings; receipt {receipt.trans_id} is KES {receipt.amount}."
+    if receipt.payment is not None:
+        return payment_refund_problem(receipt.payment)
+    return None
+
+
+def refund_request(*, receipt: MpesaReceipt, reason: str, by: User | None) -> MpesaRefund:
+    reason = reason.strip()
+    if not reason:
+        raise RefundError("Say why the money is going back.")
+    initiator, credential = initiator_credentials(RefundError)
+    result_url, timeout_url = result_urls("refund")
+    with transaction.atomic():
+        receipt = MpesaReceipt.objects.select_for_update().get(pk=receipt.pk)
+        problem = refund_problem(receipt)
+        if problem:
+            raise RefundError(problem)
+        try:
+            # Committed before Safaricom is asked: a result always finds its request.
+            refund = MpesaRefund.objects.create(
+                receipt=receipt, amount=receipt.amount, reason=reason, requested_by=by
+            )
+        except IntegrityError as exc:
+            if violated_constraint(exc) == "mpesa_mpesarefund_one_live_per_receipt":
+                raise RefundError(f"A refund of {receipt.trans_id} is already with Safaricom.") from exc
+            raise
+        audit_record(
+            action="receipt.refund_request", subject=f"M-Pesa receipt {receipt.trans_id}", by=by,
+            reason=reason, summary=f"Asked Safaricom to reverse KES {receipt.amount} to "
+            f"{receipt.payer_name or receipt.msisdn}.",
+        )  # fmt: skip
+    try:
+        answer = DarajaClient.from_settings().reversal(
+            initiator=initiator,
+            security_credential=credential,
+            receipt_number=receipt.trans_id,
+            amount=receipt.amount,
+            shortcode=settings.MPESA_SHORTCODE,
+            result_url=result_url,
+            timeout_url=timeout_url,
+            remarks=f"Refund {receipt.trans_id}: {reason}",
+        )
+    except DarajaError as exc:
+        MpesaRefund.objects.filter(pk=refund.pk).update(
+            state=RefundState.FAILED,
+            result_code=exc.code,
+            result_desc=exc.message[:300],
+            settled_at=timezone.now(),
+        )
+        raise RefundError(f"Safaricom did not take the reversal: {exc.message or exc}") from exc
+    MpesaRefund.objects.filter(pk=refund.pk).update(
+        originator_conversation_id=str(answer.get("OriginatorConversationID", "")),
+        conversation_id=str(answer.get("ConversationID", "")),
+    )
+    refund.refresh_from_db()
+    return refund
+
+
+def refund_result_process(*, log: WebhookLog) -> None:
+    """Settle the refund a result (or queue timeout) is about, once."""
+    try:
+        result = result_parse(log.body)
+    except ValueError as exc:
+        webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=f"Not a Reversal result: {exc}")
+        return
+    originator = str(result.get("OriginatorConversationID") or "")
+    conversation = str(result.get("ConversationID") or "")
+    try:
+        with transaction.atomic():
+            refunds = MpesaRefund.objects.select_for_update()
+            refund = (originator and refunds.filter(originator_conversation_id=originator).first()) or (
+                conversation and refunds.filter(conversation_id=conversation).first()
+            )
+            if not refund:
+                webhook_log_close(
+                    log=log, status=WebhookStatus.REJECTED,
+                    detail=f"No refund of ours has conversation {originator or conversation!r}.",
+                )  # fmt: skip
+                return
+            trans_id = refund.receipt.trans_id
+            if refund.state not in {RefundState.REQUESTED, RefundState.TIMED_OUT}:
+                webhook_log_close(
+                    log=log,
+                    status=WebhookStatus.DUPLICATE,
+                    detail=f"Already {refund.state}.",
+                    trans_id=trans_id,
+                )
+                return
+            _settle(refund, result=result, log=log)
+            webhook_log_close(
+                log=log, status=WebhookStatus.PROCESSED, detail=refund.get_state_display(), trans_id=trans_id
+            )
+    except Exception as exc:  # the raw log is kept; the admin shows it failed
+        logger.exception("Reversal result #%s failed", log.pk)
+        webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog) -> None:
+    refund.result_log = log
+    refund.result_code = str(result.get("ResultCode", ""))
+    refund.result_desc = str(result.get("ResultDesc", ""))[:300]
+    refund.settled_at = timezone.now()
+    if log.kind == WebhookKind.REFUND_TIMEOUT:
+        # Not a failure: the reversal may still happen. Asking again is safe (an already reversed
+        # receipt answers R000001, which books the refund).
+        refund.state = RefundState.TIMED_OUT
+        refund.save()
+        return
+    if refund.result_code not in MONEY_RETURNED:
+        refund.state = RefundState.FAILED
+        refund.save()
+        return
+    refund.result_parameters = result_parameters(result)
+    refund.reversal_receipt_number = str(result.get("TransactionID") or "")[:30]
+    try:
+        with transaction.atomic():
+            _book(refund)
+        refund.state = RefundState.COMPLETED
+    except (ReceivablesError, LedgerError, MpesaError) as exc:
+        # Safaricom has given the money back whatever our books say: keep that fact for a person.
+        refund.state = RefundState.NEEDS_REVIEW
+        refund.result_desc = f"{refund.result_desc} | Not booked: {exc}"[:300]
+    refund.save()
+
+
+def _book(refund: MpesaRefund) -> None:
+    """Take the receipt out of the books: its payment (if any) and its suspense entry (if any) are
+    reversed, which together credit 1010 M-Pesa Cash with the whole receipt."""
+    receipt = MpesaReceipt.objects.select_for_update().get(pk=refund.receipt_id)
+    if receipt.status == ReceiptStatus.REFUNDED:
+        raise RefundError(f"Receipt {receipt.trans_id} was already refunded.")
+    if receipt.sale_payment_id is not None:
+        raise RefundError(f"Receipt {receipt.trans_id} paid a till sale; undo the sale by hand.")
+    why = f"M-Pesa reversal of {receipt.trans_id}: {refund.reason}"
+    if receipt.payment is not None:
+        payment_refund(payment=receipt.payment, reason=why, by=refund.requested_by)
+    if receipt.suspense_entry is not None:
+        journal_entry_reverse(
+            entry=receipt.suspense_entry, reason=why, by=refund.requested_by,
+            memo=f"M-Pesa {receipt.trans_id} refunded to the payer"[:255],
+        )  # fmt: skip
+    receipt.status, receipt.unallocated_amount = ReceiptStatus.REFUNDED, ZERO
+    receipt.save(update_fields=["status", "unallocated_amount"])
+    audit_record(
+        action="receipt.refund", subject=f"M-Pesa receipt {receipt.trans_id}", by=refund.requested_by,
+        reason=refund.reason, summary=f"KES {refund.amount} went back to the payer; the booking is reversed.",
+    )  # fmt: skip
