@@ -23,7 +23,7 @@ from ledger.selectors import (
     period_lock_current,
     trial_balance,
 )
-from mpesa.models import MpesaReceipt
+from mpesa.models import MpesaReceipt, ReceiptStatus
 
 AGING_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
 
@@ -130,16 +130,19 @@ def _aged_receivables(as_of: date) -> Report:
 
 
 def _collections(start: date, end: date) -> Report:
-    """M-Pesa receipts per day and per kind of reference they were booked to."""
+    """M-Pesa receipts per day and per kind of reference they were booked to (refunded ones apart)."""
     zone = ZoneInfo(settings.TIME_ZONE)
     receipts = MpesaReceipt.objects.filter(
         trans_time__gte=datetime.combine(start, time.min, tzinfo=zone),
         trans_time__lt=datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone),
     ).select_related("payment")
-    kinds = ["invoice", "customer", "sale", "unallocated"]
+    kinds = ["invoice", "customer", "sale", "unallocated", "refunded"]
     days: dict[date, dict[str, Decimal]] = defaultdict(lambda: dict.fromkeys(kinds, ZERO))
     for receipt in receipts:
         day = receipt.trans_time.astimezone(zone).date()
+        if receipt.status == ReceiptStatus.REFUNDED:  # collected that day, since given back
+            days[day]["refunded"] += receipt.amount
+            continue
         days[day]["unallocated"] += receipt.unallocated_amount
         if receipt.sale_payment_id:
             days[day]["sale"] += receipt.amount - receipt.unallocated_amount

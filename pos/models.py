@@ -108,6 +108,9 @@ class SalePayment(models.Model):
     received_at = models.DateTimeField()
     journal_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the money went back to the payer: the revenue it booked is reversed.
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    refund_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["id"]

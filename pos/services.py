@@ -17,7 +17,7 @@ from kellyos.events import event_publish
 from kellyos.money import MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import MPESA_CASH, SALES_REVENUE
 from ledger.models import CauseKind
-from ledger.services import JournalLineInput, journal_entry_post
+from ledger.services import JournalLineInput, journal_entry_post, journal_entry_reverse
 from pos.exceptions import SaleError, SaleValidationError
 from pos.models import Product, Sale, SaleLine, SalePayment, SaleStatus
 
@@ -114,6 +114,41 @@ def sale_payment_apply(
     excess = amount - applied
     reason = f"KES {excess} more than sale {sale.reference} needed." if excess else ""
     return SalePaymentOutcome(payment, excess, reason)
+
+
+def sale_payment_refund(*, payment: SalePayment, reason: str, by: User | None) -> Sale:
+    """The money went back to the payer: the revenue it booked is reversed (crediting the account it
+    was received into) and the sale takes it off what was paid. A sale left with nothing paid is
+    cancelled (the goods came back); one still part paid is pending again, with its balance."""
+    reason = reason.strip()
+    if not reason:
+        raise SaleValidationError({"reason": "Say why the sale's payment is refunded."})
+    with transaction.atomic():
+        sale = Sale.objects.select_for_update().get(pk=payment.sale_id)
+        payment = SalePayment.objects.select_for_update().get(pk=payment.pk)
+        if payment.refunded_at is not None:
+            raise SaleError(f"The payment {payment.source_id} to sale {sale.reference} was already refunded.")
+        journal_entry_reverse(
+            entry=payment.journal_entry, reason=f"Refunded: {reason}", by=by,
+            memo=f"Sale {sale.reference}: {payment.source_id} refunded"[:255],
+        )  # fmt: skip
+        now = timezone.now()
+        payment.refunded_at, payment.refund_reason = now, reason
+        payment.save(update_fields=["refunded_at", "refund_reason"])
+        sale.amount_paid -= payment.amount
+        sale.paid_at = None
+        if sale.amount_paid == 0:
+            sale.status, sale.cancelled_at = SaleStatus.CANCELLED, now
+        else:
+            sale.status = SaleStatus.PENDING
+        sale.save(update_fields=["amount_paid", "status", "paid_at", "cancelled_at"])
+        _announce(sale)
+        audit_record(
+            action="sale.refund", subject=f"sale {sale.reference}", by=by, reason=reason,
+            summary=f"KES {payment.amount} ({payment.source_id}) refunded; the sale is now "
+            f"{sale.get_status_display()}.",
+        )  # fmt: skip
+    return sale
 
 
 def _announce(sale: Sale) -> None:

@@ -32,6 +32,8 @@ from mpesa.models import (
 )
 from mpesa.services.c2b import webhook_log_close
 from mpesa.services.initiator import initiator_credentials, result_parameters, result_parse, result_urls
+from pos.exceptions import SaleError
+from pos.services import sale_payment_refund
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,6 @@ def refund_problem(receipt: MpesaReceipt) -> str | None:
         return f"Receipt {receipt.trans_id} has already been refunded."
     if receipt.refunds.filter(state__in=[RefundState.REQUESTED, RefundState.NEEDS_REVIEW]).exists():
         return f"A refund of {receipt.trans_id} is already with Safaricom."
-    if receipt.sale_payment_id is not None:
-        return f"Receipt {receipt.trans_id} paid a till sale; refunds of till sales are not supported yet."
     if receipt.amount != receipt.amount.to_integral_value():
         return f"M-Pesa reverses whole shillings; receipt {receipt.trans_id} is KES {receipt.amount}."
     if receipt.payment is not None:
@@ -171,7 +171,7 @@ def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog) 
         with transaction.atomic():
             _book(refund)
         refund.state = RefundState.COMPLETED
-    except (ReceivablesError, LedgerError, MpesaError) as exc:
+    except (ReceivablesError, SaleError, LedgerError, MpesaError) as exc:
         # Safaricom has given the money back whatever our books say: keep that fact for a person.
         refund.state = RefundState.NEEDS_REVIEW
         refund.result_desc = f"{refund.result_desc} | Not booked: {exc}"[:300]
@@ -184,9 +184,9 @@ def _book(refund: MpesaRefund) -> None:
     receipt = MpesaReceipt.objects.select_for_update().get(pk=refund.receipt_id)
     if receipt.status == ReceiptStatus.REFUNDED:
         raise RefundError(f"Receipt {receipt.trans_id} was already refunded.")
-    if receipt.sale_payment_id is not None:
-        raise RefundError(f"Receipt {receipt.trans_id} paid a till sale; undo the sale by hand.")
     why = f"M-Pesa reversal of {receipt.trans_id}: {refund.reason}"
+    if receipt.sale_payment is not None:
+        sale_payment_refund(payment=receipt.sale_payment, reason=why, by=refund.requested_by)
     if receipt.payment is not None:
         payment_refund(payment=receipt.payment, reason=why, by=refund.requested_by)
     if receipt.suspense_entry is not None:

@@ -13,13 +13,14 @@ from django.urls import reverse
 
 from invoices.models import InvoiceStatus
 from invoices.services import InvoiceLineInput, invoice_create
-from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
+from ledger.chart import MPESA_CASH, SALES_REVENUE, UNALLOCATED_RECEIPTS
 from ledger.models import JournalEntry
 from ledger.selectors import account_balance, ledger_verify
 from mpesa.fake_daraja import FakeDaraja
 from mpesa.models import MpesaReceipt, MpesaRefund, ReceiptStatus, RefundState, WebhookKind, WebhookStatus
 from mpesa.services.c2b import receipt_assign
 from mpesa.services.refund import RefundError, refund_request
+from pos.models import SaleStatus
 from tests.factories import UserFactory
 from tests.invoices.factories import InvoiceFactory
 from tests.mpesa.test_stk import wait_for
@@ -107,13 +108,17 @@ def test_a_receipt_assigned_from_suspense_is_undone_all_the_way(daraja, settings
     assert ledger_verify()["is_valid"]
 
 
-def test_a_till_sale_receipt_is_not_refunded_here(daraja):
+def test_a_till_sale_refund_takes_back_the_revenue_and_cancels_the_sale(daraja):
     sale = SaleFactory(total=Decimal("200.00"))
     receipt = paid(sale.reference, "200")
     assert receipt.status == ReceiptStatus.SALE
-    with pytest.raises(RefundError, match="till sale"):
-        refund_request(receipt=receipt, reason="Returned goods", by=None)
-    assert not MpesaRefund.objects.exists()
+    refund = refund_request(receipt=receipt, reason="Goods returned", by=None)
+    assert settled(refund)
+    sale.refresh_from_db()
+    assert (sale.status, sale.amount_paid) == (SaleStatus.CANCELLED, Decimal("0.00"))
+    assert account_balance(SALES_REVENUE) == account_balance(UNALLOCATED_RECEIPTS) == Decimal("0.00")
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+    assert ledger_verify()["is_valid"]
 
 
 def test_repeated_late_and_concurrent_results_book_once(daraja):
