@@ -122,10 +122,7 @@ def refund_result_process(*, log: WebhookLog) -> None:
     conversation = str(result.get("ConversationID") or "")
     try:
         with transaction.atomic():
-            refunds = MpesaRefund.objects.select_for_update()
-            refund = (originator and refunds.filter(originator_conversation_id=originator).first()) or (
-                conversation and refunds.filter(conversation_id=conversation).first()
-            )
+            refund = _refund_for(result, originator, conversation)
             if not refund:
                 webhook_log_close(
                     log=log, status=WebhookStatus.REJECTED,
@@ -148,6 +145,25 @@ def refund_result_process(*, log: WebhookLog) -> None:
     except Exception as exc:  # the raw log is kept; the admin shows it failed
         logger.exception("Reversal result #%s failed", log.pk)
         webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _refund_for(result: dict[str, object], originator: str, conversation: str) -> MpesaRefund | None:
+    refunds = MpesaRefund.objects.select_for_update()
+    if originator and (refund := refunds.filter(originator_conversation_id=originator).first()):
+        return refund
+    if conversation and (refund := refunds.filter(conversation_id=conversation).first()):
+        return refund
+    # The result overtook the saving of Safaricom's acknowledgement: the receipt it names tells.
+    receipt_number = str(result_parameters(result).get("OriginalTransactionID") or "")
+    return (
+        refunds.filter(
+            receipt__trans_id=receipt_number, originator_conversation_id="", state=RefundState.REQUESTED
+        )
+        .order_by("pk")
+        .first()
+        if receipt_number
+        else None
+    )
 
 
 def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog) -> None:

@@ -241,3 +241,27 @@ def test_an_accountant_refunds_from_the_admin_and_an_auditor_cannot(daraja):
     assert 'value="refund"' not in client.get(listing).content.decode()
     client.post(listing, {**action, "confirm": "yes", "reason": "x"})
     assert MpesaRefund.objects.count() == 1
+
+
+def test_a_result_that_overtakes_the_acknowledgement_still_finds_its_refund(daraja):
+    invoice = InvoiceFactory(amount=Decimal("350.00"))
+    receipt = paid(invoice.number, "350")
+    pending = MpesaRefund.objects.create(receipt=receipt, amount=receipt.amount, reason="Paid twice")
+    result = {
+        "Result": {
+            "OriginatorConversationID": "not-yet-saved",
+            "ConversationID": "AG_not_yet_saved",
+            "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "TransactionID": "TKR0000001",
+            "ResultParameters": {
+                "ResultParameter": {"Key": "OriginalTransactionID", "Value": receipt.trans_id}
+            },
+        }
+    }
+    url = reverse("refund-result", args=["test-webhook-token"])
+    assert Client().post(url, json.dumps(result), content_type="application/json").status_code == 200
+    pending.refresh_from_db()
+    assert pending.state == RefundState.COMPLETED and pending.reversal_receipt_number == "TKR0000001"
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+    assert ledger_verify()["is_valid"]
