@@ -96,12 +96,16 @@ def refund_request(*, receipt: MpesaReceipt, reason: str, by: User | None) -> Mp
             remarks=f"Refund {receipt.trans_id}: {reason}",
         )
     except DarajaError as exc:
+        # Without an answer the request may still have reached Safaricom: unknown, not failed.
+        state = RefundState.TIMED_OUT if exc.code == "network" else RefundState.FAILED
         MpesaRefund.objects.filter(pk=refund.pk).update(
-            state=RefundState.FAILED,
-            result_code=exc.code,
-            result_desc=exc.message[:300],
-            settled_at=timezone.now(),
+            state=state, result_code=exc.code, result_desc=exc.message[:300], settled_at=timezone.now()
         )
+        if state == RefundState.TIMED_OUT:
+            raise RefundError(
+                "Safaricom did not answer; the reversal may still happen. Its result will be booked if it "
+                "comes; asking again later is safe."
+            ) from exc
         raise RefundError(f"Safaricom did not take the reversal: {exc.message or exc}") from exc
     MpesaRefund.objects.filter(pk=refund.pk).update(
         originator_conversation_id=str(answer.get("OriginatorConversationID", "")),
@@ -157,7 +161,9 @@ def _refund_for(result: dict[str, object], originator: str, conversation: str) -
     receipt_number = str(result_parameters(result).get("OriginalTransactionID") or "")
     return (
         refunds.filter(
-            receipt__trans_id=receipt_number, originator_conversation_id="", state=RefundState.REQUESTED
+            receipt__trans_id=receipt_number,
+            originator_conversation_id="",
+            state__in=[RefundState.REQUESTED, RefundState.TIMED_OUT],
         )
         .order_by("pk")
         .first()
@@ -183,6 +189,14 @@ def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog) 
         return
     refund.result_parameters = result_parameters(result)
     refund.reversal_receipt_number = str(result.get("TransactionID") or "")[:30]
+    if MpesaReceipt.objects.filter(pk=refund.receipt_id, status=ReceiptStatus.REFUNDED).exists():
+        # A later request for the same receipt was booked first; this answer adds nothing.
+        refund.state = RefundState.FAILED
+        refund.result_desc = f"{refund.result_desc} | The receipt was already refunded by another request."[
+            :300
+        ]
+        refund.save()
+        return
     try:
         with transaction.atomic():
             _book(refund)

@@ -265,3 +265,23 @@ def test_a_result_that_overtakes_the_acknowledgement_still_finds_its_refund(dara
     assert pending.state == RefundState.COMPLETED and pending.reversal_receipt_number == "TKR0000001"
     assert account_balance(MPESA_CASH) == Decimal("0.00")
     assert ledger_verify()["is_valid"]
+
+
+def test_no_answer_from_safaricom_is_unknown_and_a_late_result_still_books(daraja):
+    invoice = InvoiceFactory(amount=Decimal("450.00"))
+    receipt = paid(invoice.number, "450")
+    daraja.stop()  # the request may or may not have reached Safaricom
+    with pytest.raises(RefundError, match="did not answer"):
+        refund_request(receipt=receipt, reason="Paid twice", by=None)
+    refund = MpesaRefund.objects.get()
+    assert (refund.state, refund.result_code) == (RefundState.TIMED_OUT, "network")
+    assert account_balance(MPESA_CASH) == Decimal("450.00")
+
+    late = {"Result": {"OriginatorConversationID": "never-seen", "ResultCode": 0, "ResultDesc": "ok",
+                       "TransactionID": "TKR0000002", "ResultParameters": {"ResultParameter": [
+                           {"Key": "OriginalTransactionID", "Value": receipt.trans_id}]}}}  # fmt: skip
+    url = reverse("refund-result", args=["test-webhook-token"])
+    assert Client().post(url, json.dumps(late), content_type="application/json").status_code == 200
+    refund.refresh_from_db()
+    assert refund.state == RefundState.COMPLETED
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
