@@ -21,23 +21,24 @@ from mpesa.models import (
     MpesaReceipt,
     MpesaRefund,
     ReceiptConflict,
+    RefundState,
     StatementImport,
     StatementLine,
     StatementOutcome,
     TransactionStatusQuery,
     UnallocatedReceipt,
-    WebhookKind,
     WebhookLog,
     WebhookStatus,
 )
 from mpesa.services.c2b import (
+    RETRIED_KINDS,
     c2b_book_refused,
     c2b_retry_failed,
     conflict_review,
     receipt_assign,
     receipt_reallocate,
 )
-from mpesa.services.refund import refund_problem, refund_request
+from mpesa.services.refund import refund_book_again, refund_problem, refund_request
 from mpesa.services.statement import (
     StatementFormatError,
     statement_check,
@@ -291,7 +292,7 @@ class WebhookLogAdmin(ReadOnlyAdmin):
     @admin.action(description="Reprocess failed or unfinished confirmations", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookLog]) -> None:
         chosen = queryset.filter(
-            kind=WebhookKind.C2B_CONFIRMATION, status__in=[WebhookStatus.FAILED, WebhookStatus.RECEIVED]
+            kind__in=RETRIED_KINDS, status__in=[WebhookStatus.FAILED, WebhookStatus.RECEIVED]
         )
         results = c2b_retry_failed(logs=chosen)
         booked = sum(log.status != WebhookStatus.FAILED for log in results)
@@ -501,3 +502,18 @@ class MpesaRefundAdmin(ReadOnlyAdmin):
         "requested_at", "settled_at",
     )  # fmt: skip
     readonly_fields = fields
+    actions = ["book_again"]
+
+    def has_book_again_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("mpesa.change_mpesarefund")
+
+    @admin.action(description="Book again (refunds that need review)", permissions=["book_again"])
+    def book_again(self, request: HttpRequest, queryset: QuerySet[MpesaRefund]) -> None:
+        assert isinstance(request.user, User)
+        for refund in queryset.filter(state=RefundState.NEEDS_REVIEW).order_by("pk"):
+            try:
+                refund_book_again(refund=refund, by=request.user)
+            except MpesaError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{refund.receipt} refunded in the books.", messages.SUCCESS)

@@ -50,4 +50,13 @@ def mpesa_verify() -> list[str]:
             f"M-Pesa receipt {trans_id} is marked refunded without a completed reversal."
             for (trans_id,) in cursor.fetchall()
         ]
+        cursor.execute(
+            "SELECT r.trans_id FROM mpesa_mpesarefund f JOIN mpesa_mpesareceipt r ON r.id = f.receipt_id"
+            " WHERE f.state = 'NEEDS_REVIEW'"
+        )
+        errors += [
+            f"M-Pesa receipt {trans_id} was reversed by Safaricom but is still in our books (refund needs "
+            "review)."
+            for (trans_id,) in cursor.fetchall()
+        ]
     return errors

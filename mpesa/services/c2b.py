@@ -39,6 +39,7 @@ from mpesa.models import (
     ReceiptConflict,
     ReceiptSource,
     ReceiptStatus,
+    RefundState,
     UnallocatedReason,
     WebhookKind,
     WebhookLog,
@@ -131,6 +132,15 @@ def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog
     return log
 
 
+# Callbacks that move money, and so are retried until processed.
+RETRIED_KINDS = [
+    WebhookKind.C2B_CONFIRMATION,
+    WebhookKind.STK_CALLBACK,
+    WebhookKind.REFUND_RESULT,
+    WebhookKind.REFUND_TIMEOUT,
+]
+
+
 def c2b_retry_failed(*, logs: Any = None) -> list[WebhookLog]:
     """Book again every confirmation (or STK callback) whose processing failed, or that was left
     half-way (a worker killed mid-booking leaves its log RECEIVED). Safe to run at any time, from
@@ -144,7 +154,7 @@ def c2b_retry_failed(*, logs: Any = None) -> list[WebhookLog]:
         )
     )
     results = []
-    kinds = [WebhookKind.C2B_CONFIRMATION, WebhookKind.STK_CALLBACK]
+    kinds = RETRIED_KINDS
     for log_id in candidates.filter(kind__in=kinds).order_by("pk").values_list("pk", flat=True):
         with transaction.atomic():
             log = (
@@ -181,6 +191,12 @@ def _book_logged(log: WebhookLog) -> WebhookLog:
         stk_callback_process(log=log)
         log.refresh_from_db()
         return log
+    if log.kind in {WebhookKind.REFUND_RESULT, WebhookKind.REFUND_TIMEOUT}:
+        from mpesa.services.refund import refund_result_process  # builds on this one too
+
+        refund_result_process(log=log)
+        log.refresh_from_db()
+        return log
     try:
         payment = c2b_payment_parse(log.body.encode())
     except MalformedCallbackError as exc:
@@ -201,6 +217,7 @@ def receipt_assign(*, receipt: MpesaReceipt, reference: str, by: User | None) ->
         receipt = MpesaReceipt.objects.select_for_update().get(pk=receipt.pk)
         if receipt.unallocated_amount <= 0 or receipt.payment_id is not None:
             raise ReceiptAssignmentError(f"Receipt {receipt.trans_id} has nothing left in suspense.")
+        _refuse_while_refunding(receipt)
         if match.sale is not None:
             return _assign_to_sale(receipt, kind=kind, match=match, by=by)
         booking = kind.book(
@@ -286,6 +303,7 @@ def receipt_reallocate(
     """A receipt booked to the wrong invoice or customer goes where it belongs (see payment_reallocate)."""
     with transaction.atomic():
         receipt = MpesaReceipt.objects.select_for_update().get(pk=receipt.pk)
+        _refuse_while_refunding(receipt)
         if receipt.payment is None:
             raise ReceiptAssignmentError(
                 f"Receipt {receipt.trans_id} is not booked to a customer; assign it instead."
@@ -301,6 +319,18 @@ def receipt_reallocate(
         )
         receipt.save(update_fields=["payment", "customer", "status"])
     return receipt
+
+
+def _refuse_while_refunding(receipt: MpesaReceipt) -> None:
+    if (
+        receipt.status == ReceiptStatus.REFUNDED
+        or receipt.refunds.filter(
+            state__in=[RefundState.REQUESTED, RefundState.TIMED_OUT, RefundState.NEEDS_REVIEW]
+        ).exists()
+    ):
+        raise ReceiptAssignmentError(
+            f"Receipt {receipt.trans_id} is refunded, or a refund of it is with Safaricom; it cannot move."
+        )
 
 
 def conflict_review(*, conflict: ReceiptConflict, note: str, by: User | None) -> ReceiptConflict:

@@ -95,18 +95,19 @@ def refund_request(*, receipt: MpesaReceipt, reason: str, by: User | None) -> Mp
             timeout_url=timeout_url,
             remarks=f"Refund {receipt.trans_id}: {reason}",
         )
-    except DarajaError as exc:
-        # Without an answer the request may still have reached Safaricom: unknown, not failed.
-        state = RefundState.TIMED_OUT if exc.code == "network" else RefundState.FAILED
+    except Exception as exc:
+        # Without a clear refusal the request may still have reached Safaricom: unknown, not failed.
+        state = RefundState.TIMED_OUT if _may_have_arrived(exc) else RefundState.FAILED
+        code, message = (exc.code, exc.message) if isinstance(exc, DarajaError) else ("error", str(exc))
         MpesaRefund.objects.filter(pk=refund.pk).update(
-            state=state, result_code=exc.code, result_desc=exc.message[:300], settled_at=timezone.now()
+            state=state, result_code=code[:20], result_desc=message[:300], settled_at=timezone.now()
         )
         if state == RefundState.TIMED_OUT:
             raise RefundError(
                 "Safaricom did not answer; the reversal may still happen. Its result will be booked if it "
                 "comes; asking again later is safe."
             ) from exc
-        raise RefundError(f"Safaricom did not take the reversal: {exc.message or exc}") from exc
+        raise RefundError(f"Safaricom did not take the reversal: {message or exc}") from exc
     MpesaRefund.objects.filter(pk=refund.pk).update(
         originator_conversation_id=str(answer.get("OriginatorConversationID", "")),
         conversation_id=str(answer.get("ConversationID", "")),
@@ -115,26 +116,42 @@ def refund_request(*, receipt: MpesaReceipt, reason: str, by: User | None) -> Mp
     return refund
 
 
+def _may_have_arrived(exc: Exception) -> bool:
+    """Whether a failed request may still have reached Safaricom: anything but a clear refusal (a
+    4xx error, an error code in the answer, or our own configuration)."""
+    if not isinstance(exc, DarajaError):
+        return True
+    if exc.code == "network":
+        return True
+    status = exc.http_status or 0
+    # A server error, or a success status with a body we could not read.
+    return status >= 500 or (exc.code.startswith("HTTP") and 200 <= status < 400)
+
+
 def refund_result_process(*, log: WebhookLog) -> None:
-    """Settle the refund a result (or queue timeout) is about, once."""
+    """Settle the refund a result (or queue timeout) is about, once. A failure leaves the log FAILED
+    for `mpesa_retry_failed`, which runs this again."""
     try:
         result = result_parse(log.body)
     except ValueError as exc:
         webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=f"Not a Reversal result: {exc}")
         return
-    originator = str(result.get("OriginatorConversationID") or "")
-    conversation = str(result.get("ConversationID") or "")
     try:
         with transaction.atomic():
-            refund = _refund_for(result, originator, conversation)
-            if not refund:
+            found = _refund_for(result)
+            if found is None:
+                conversation = result.get("OriginatorConversationID") or result.get("ConversationID")
                 webhook_log_close(
                     log=log, status=WebhookStatus.REJECTED,
-                    detail=f"No refund of ours has conversation {originator or conversation!r}.",
+                    detail=f"No refund of ours has conversation {conversation!r}.",
                 )  # fmt: skip
                 return
+            # The same order as refund_request: the receipt, then its refunds.
+            MpesaReceipt.objects.select_for_update().get(pk=found.receipt_id)
+            refund = MpesaRefund.objects.select_for_update().select_related("receipt").get(pk=found.pk)
             trans_id = refund.receipt.trans_id
-            if refund.state not in {RefundState.REQUESTED, RefundState.TIMED_OUT}:
+            money_returned = log.kind == WebhookKind.REFUND_RESULT and _code(result) in MONEY_RETURNED
+            if not _open_to(refund, money_returned=money_returned):
                 webhook_log_close(
                     log=log,
                     status=WebhookStatus.DUPLICATE,
@@ -142,28 +159,62 @@ def refund_result_process(*, log: WebhookLog) -> None:
                     trans_id=trans_id,
                 )
                 return
-            _settle(refund, result=result, log=log)
+            _settle(refund, result=result, log=log, money_returned=money_returned)
             webhook_log_close(
                 log=log, status=WebhookStatus.PROCESSED, detail=refund.get_state_display(), trans_id=trans_id
             )
-    except Exception as exc:  # the raw log is kept; the admin shows it failed
+    except Exception as exc:  # the raw log is kept, FAILED, for the retry
         logger.exception("Reversal result #%s failed", log.pk)
         webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000])
 
 
-def _refund_for(result: dict[str, object], originator: str, conversation: str) -> MpesaRefund | None:
-    refunds = MpesaRefund.objects.select_for_update()
+def refund_book_again(*, refund: MpesaRefund, by: User | None) -> MpesaRefund:
+    """Safaricom gave the money back but booking it was impossible then (NEEDS_REVIEW): try again once
+    the obstacle (say, an invoice the credit paid) has been sorted out."""
+    with transaction.atomic():
+        MpesaReceipt.objects.select_for_update().get(pk=refund.receipt_id)
+        refund = MpesaRefund.objects.select_for_update().get(pk=refund.pk)
+        if refund.state != RefundState.NEEDS_REVIEW:
+            raise RefundError(f"{refund} does not need booking.")
+        try:
+            with transaction.atomic():
+                _book(refund)
+        except (ReceivablesError, SaleError, LedgerError, MpesaError) as exc:
+            raise RefundError(f"Still cannot book the refund of {refund.receipt.trans_id}: {exc}") from exc
+        refund.state, refund.settled_at = RefundState.COMPLETED, timezone.now()
+        refund.result_desc = f"{refund.result_desc} | Booked later by {by or 'the system'}."[:300]
+        refund.save(update_fields=["state", "settled_at", "result_desc"])
+    return refund
+
+
+def _code(result: dict[str, object]) -> str:
+    return str(result.get("ResultCode", ""))
+
+
+def _open_to(refund: MpesaRefund, *, money_returned: bool) -> bool:
+    """Whether this answer may still settle the refund. A refund we marked failed because the request
+    itself went wrong may yet have been carried out: news that the money went back still counts."""
+    if refund.state in {RefundState.REQUESTED, RefundState.TIMED_OUT}:
+        return True
+    return money_returned and refund.state == RefundState.FAILED and refund.result_log_id is None
+
+
+def _refund_for(result: dict[str, object]) -> MpesaRefund | None:
+    refunds = MpesaRefund.objects.all()
+    originator = str(result.get("OriginatorConversationID") or "")
+    conversation = str(result.get("ConversationID") or "")
     if originator and (refund := refunds.filter(originator_conversation_id=originator).first()):
         return refund
     if conversation and (refund := refunds.filter(conversation_id=conversation).first()):
         return refund
-    # The result overtook the saving of Safaricom's acknowledgement: the receipt it names tells.
+    # The result overtook the saving of Safaricom's acknowledgement (or we never got one): the
+    # receipt it names tells.
     receipt_number = str(result_parameters(result).get("OriginalTransactionID") or "")
     return (
         refunds.filter(
             receipt__trans_id=receipt_number,
             originator_conversation_id="",
-            state__in=[RefundState.REQUESTED, RefundState.TIMED_OUT],
+            state__in=[RefundState.REQUESTED, RefundState.TIMED_OUT, RefundState.FAILED],
         )
         .order_by("pk")
         .first()
@@ -172,9 +223,9 @@ def _refund_for(result: dict[str, object], originator: str, conversation: str) -
     )
 
 
-def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog) -> None:
+def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog, money_returned: bool) -> None:
     refund.result_log = log
-    refund.result_code = str(result.get("ResultCode", ""))
+    refund.result_code = _code(result)
     refund.result_desc = str(result.get("ResultDesc", ""))[:300]
     refund.settled_at = timezone.now()
     if log.kind == WebhookKind.REFUND_TIMEOUT:
@@ -183,20 +234,24 @@ def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog) 
         refund.state = RefundState.TIMED_OUT
         refund.save()
         return
-    if refund.result_code not in MONEY_RETURNED:
+    if not money_returned:
         refund.state = RefundState.FAILED
         refund.save()
         return
     refund.result_parameters = result_parameters(result)
     refund.reversal_receipt_number = str(result.get("TransactionID") or "")[:30]
-    if MpesaReceipt.objects.filter(pk=refund.receipt_id, status=ReceiptStatus.REFUNDED).exists():
-        # A later request for the same receipt was booked first; this answer adds nothing.
+    if refund.receipt.status == ReceiptStatus.REFUNDED:
+        # Another request for the same receipt was booked first; this answer adds nothing.
         refund.state = RefundState.FAILED
-        refund.result_desc = f"{refund.result_desc} | The receipt was already refunded by another request."[
-            :300
-        ]
+        refund.result_desc = f"{refund.result_desc} | Already refunded by another request."[:300]
         refund.save()
         return
+    # Any other request for this receipt is answered by this one (one live refund per receipt).
+    MpesaRefund.objects.filter(
+        receipt_id=refund.receipt_id, state__in=[RefundState.REQUESTED, RefundState.TIMED_OUT]
+    ).exclude(pk=refund.pk).update(
+        state=RefundState.FAILED, result_desc="Superseded: another request's result refunded the receipt."
+    )
     try:
         with transaction.atomic():
             _book(refund)

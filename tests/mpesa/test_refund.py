@@ -12,14 +12,23 @@ from django.test import Client
 from django.urls import reverse
 
 from invoices.models import InvoiceStatus
-from invoices.services import InvoiceLineInput, invoice_create
+from invoices.services import InvoiceLineInput, invoice_create, invoice_void
 from ledger.chart import MPESA_CASH, SALES_REVENUE, UNALLOCATED_RECEIPTS
 from ledger.models import JournalEntry
 from ledger.selectors import account_balance, ledger_verify
+from mpesa.exceptions import ReceiptAssignmentError
 from mpesa.fake_daraja import FakeDaraja
-from mpesa.models import MpesaReceipt, MpesaRefund, ReceiptStatus, RefundState, WebhookKind, WebhookStatus
-from mpesa.services.c2b import receipt_assign
-from mpesa.services.refund import RefundError, refund_request
+from mpesa.models import (
+    MpesaReceipt,
+    MpesaRefund,
+    ReceiptStatus,
+    RefundState,
+    WebhookKind,
+    WebhookLog,
+    WebhookStatus,
+)
+from mpesa.services.c2b import receipt_assign, receipt_reallocate
+from mpesa.services.refund import RefundError, refund_book_again, refund_request
 from pos.models import SaleStatus
 from tests.factories import UserFactory
 from tests.invoices.factories import InvoiceFactory
@@ -204,7 +213,7 @@ def test_a_reversal_whose_booking_became_impossible_is_kept_for_review(daraja):
     receipt = paid(invoice.number, "600")  # KES 500 becomes credit
     daraja.state.callback_delay = 1.0
     refund = refund_request(receipt=receipt, reason="Overpaid", by=None)
-    invoice_create(
+    term2 = invoice_create(
         customer=invoice.customer,
         lines=[InvoiceLineInput(description="Term 2", quantity=1, unit_price="500.00")],
         due_date=date.today(),
@@ -215,9 +224,68 @@ def test_a_reversal_whose_booking_became_impossible_is_kept_for_review(daraja):
     assert refund.state == RefundState.NEEDS_REVIEW and "has been used since" in refund.result_desc
     receipt.refresh_from_db()
     assert receipt.status != ReceiptStatus.REFUNDED
-    assert ledger_verify()["is_valid"]  # nothing half-booked
+    assert account_balance(MPESA_CASH) == Decimal("600.00")  # nothing half-booked...
+    (error,) = ledger_verify()["errors"]  # ...and the books say they are wrong until it is sorted out
+    assert error.startswith(f"M-Pesa receipt {receipt.trans_id} was reversed by Safaricom but is still")
     with pytest.raises(RefundError, match="already with Safaricom"):
         refund_request(receipt=receipt, reason="again", by=None)
+    with pytest.raises(ReceiptAssignmentError, match="cannot move"):
+        receipt_reallocate(receipt=receipt, reference=invoice.customer.code, reason="x", by=None)
+
+    with pytest.raises(RefundError, match="Still cannot book"):
+        refund_book_again(refund=refund, by=None)
+    invoice_void(invoice=term2, reason="Issued in error", by=None)  # the credit comes back
+    refund_book_again(refund=refund, by=None)
+    assert MpesaRefund.objects.get(pk=refund.pk).state == RefundState.COMPLETED
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+    assert ledger_verify()["is_valid"]
+
+
+def test_a_result_that_failed_to_process_is_booked_by_the_retry(daraja, monkeypatch):
+    invoice = InvoiceFactory(amount=Decimal("650.00"))
+    receipt = paid(invoice.number, "650")
+
+    def outage(refund):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("mpesa.services.refund._book", outage)
+    refund = refund_request(receipt=receipt, reason="Paid twice", by=None)
+    assert wait_for(
+        lambda: WebhookLog.objects.filter(kind=WebhookKind.REFUND_RESULT, status="FAILED").exists()
+    )
+    assert MpesaRefund.objects.get(pk=refund.pk).state == RefundState.REQUESTED  # rolled back whole
+    monkeypatch.undo()
+    call_command("mpesa_retry_failed")
+    assert MpesaRefund.objects.get(pk=refund.pk).state == RefundState.COMPLETED
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+    assert ledger_verify()["is_valid"]
+
+
+def test_a_late_success_for_an_earlier_request_settles_the_receipt_once(daraja):
+    invoice = InvoiceFactory(amount=Decimal("550.00"))
+    receipt = paid(invoice.number, "550")
+    daraja.state.reversal_times_out = True  # Safaricom reverses it but tells us only "expired"
+    first = refund_request(receipt=receipt, reason="Paid twice", by=None)
+    assert settled(first)
+    expired = next(c for c in daraja.callbacks if c.kind == "refund_timeout")
+    daraja.state.reversal_times_out, daraja.state.callback_delay = False, 1.0
+    second = refund_request(receipt=receipt, reason="Paid twice", by=None)
+
+    late = {
+        "Result": {**expired.payload["Result"], "ResultCode": 0, "ResultDesc": "ok"}
+    }  # the first, after all
+    url = reverse("refund-result", args=["test-webhook-token"])
+    assert Client().post(url, json.dumps(late), content_type="application/json").status_code == 200
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.state == RefundState.COMPLETED
+    assert second.state == RefundState.FAILED and "Superseded" in second.result_desc
+    assert wait_for(
+        lambda: "Already refunded" in MpesaRefund.objects.get(pk=second.pk).result_desc
+    )  # R000001
+    assert account_balance(MPESA_CASH) == Decimal("0.00")
+    assert JournalEntry.objects.filter(reverses__isnull=False).count() == 1
+    assert ledger_verify()["is_valid"]
 
 
 def test_an_accountant_refunds_from_the_admin_and_an_auditor_cannot(daraja):

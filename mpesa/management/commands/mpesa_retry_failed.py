@@ -6,11 +6,14 @@ from mpesa.services.c2b import c2b_retry_failed
 
 
 class Command(BaseCommand):
-    help = "Book every M-Pesa confirmation whose processing failed. Safe to run again and from a schedule."
+    help = (
+        "Process again every M-Pesa confirmation, STK callback or reversal result whose processing failed. "
+        "Safe to run again and from a schedule."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         results = c2b_retry_failed()
         for log in results:
             self.stdout.write(f"{log}: {log.get_status_display()} {log.detail}".rstrip())
         still_failed = sum(log.status == "FAILED" for log in results)
-        self.stdout.write(f"{len(results)} failed confirmation(s) retried; {still_failed} still failing.")
+        self.stdout.write(f"{len(results)} failed callback(s) retried; {still_failed} still failing.")
