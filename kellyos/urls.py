@@ -4,7 +4,7 @@ from django.urls import include, path
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
 from invoices.views import customer_statement_view
-from kellyos.views import ReportsApi, dashboard, events, health, report_page
+from kellyos.views import ReportsApi, dashboard, events, health, metrics, report_page
 from mpesa.api.views import (
     C2BConfirmationApi,
     C2BValidationApi,
@@ -23,6 +23,8 @@ admin.site.index_title = "Receivables and ledger"
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("healthz", health, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("events", events, name="events"),
     path("dashboard/", dashboard, name="dashboard"),
     path("admin/reports/", report_page, name="admin-reports"),

@@ -15,10 +15,18 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import Count, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +36,7 @@ from kellyos.events import event_latest_id, event_stream
 from kellyos.reports import report_build
 from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
+from mpesa.selectors import mpesa_metrics
 from pos.selectors import sale_get_by_reference
 
 
@@ -39,6 +48,40 @@ def health(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # any database failure means "not healthy", said plainly
         return JsonResponse({"status": "error", "database": str(exc)[:200]}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format for the monitoring system, behind `Authorization: Bearer METRICS_TOKEN`
+    (no token set: no metrics)."""
+    token = settings.METRICS_TOKEN
+    given = request.headers.get("Authorization", "")
+    if not token or not constant_time_compare(given, f"Bearer {token}"):
+        raise Http404
+    figures = mpesa_metrics()
+    lines = [
+        "# HELP kellyos_callbacks_total Safaricom callbacks received, by kind and outcome.",
+        "# TYPE kellyos_callbacks_total counter",
+        *(
+            f'kellyos_callbacks_total{{kind="{kind}",status="{status}"}} {count}'
+            for kind, status, count in figures.callbacks
+        ),
+        "# HELP kellyos_unallocated_receipts M-Pesa receipts (or parts) waiting in suspense.",
+        "# TYPE kellyos_unallocated_receipts gauge",
+        f"kellyos_unallocated_receipts {figures.unallocated_count}",
+        "# HELP kellyos_unallocated_amount_kes Shillings waiting in suspense (account 2200).",
+        "# TYPE kellyos_unallocated_amount_kes gauge",
+        f"kellyos_unallocated_amount_kes {figures.unallocated_amount}",
+        "# HELP kellyos_refunds_needing_review Reversals Safaricom made that our books do not show yet.",
+        "# TYPE kellyos_refunds_needing_review gauge",
+        f"kellyos_refunds_needing_review {figures.refunds_needing_review}",
+        "# HELP kellyos_booking_latency_seconds Arrival to booking of C2B confirmations, last 5 minutes.",
+        "# TYPE kellyos_booking_latency_seconds summary",
+        *(
+            f'kellyos_booking_latency_seconds{{quantile="{quantile}"}} {"NaN" if value is None else value}'
+            for quantile, value in figures.booking_latency.items()
+        ),
+    ]
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
 
 
 @login_required

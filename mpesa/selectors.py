@@ -1,3 +1,6 @@
+from dataclasses import dataclass
+from decimal import Decimal
+
 from django.db import connection
 
 from ledger.chart import UNALLOCATED_RECEIPTS
@@ -60,3 +63,45 @@ def mpesa_verify() -> list[str]:
             for (trans_id,) in cursor.fetchall()
         ]
     return errors
+
+
+@dataclass(frozen=True)
+class MpesaMetrics:
+    callbacks: list[tuple[str, str, int]]  # (kind, status, count)
+    unallocated_count: int
+    unallocated_amount: Decimal
+    refunds_needing_review: int
+    # Seconds from a confirmation's arrival to its booking, over those booked in the last 5 minutes.
+    booking_latency: dict[str, float | None]
+
+
+def mpesa_metrics() -> MpesaMetrics:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT kind, status, count(*) FROM mpesa_webhooklog GROUP BY kind, status ORDER BY 1, 2"
+        )
+        callbacks = [(kind, status, count) for kind, status, count in cursor.fetchall()]
+        cursor.execute(
+            "SELECT count(*), coalesce(sum(unallocated_amount), 0) FROM mpesa_mpesareceipt"
+            " WHERE unallocated_amount > 0"
+        )
+        unallocated_count, unallocated_amount = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM mpesa_mpesarefund WHERE state = 'NEEDS_REVIEW'")
+        (needing_review,) = cursor.fetchone()
+        cursor.execute(
+            """
+            SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM processed_at - received_at))
+              FROM mpesa_webhooklog
+             WHERE kind = 'c2b_confirmation' AND processed_at > now() - interval '5 minutes'
+            """
+        )
+        (quantiles,) = cursor.fetchone()
+    p50, p99 = quantiles if quantiles else (None, None)
+    return MpesaMetrics(
+        callbacks=callbacks,
+        unallocated_count=unallocated_count,
+        unallocated_amount=unallocated_amount,
+        refunds_needing_review=needing_review,
+        booking_latency={"0.5": p50, "0.99": p99},
+    )

@@ -171,6 +171,8 @@ LOGGING = {
 
 # Live updates: how long one event stream stays open before the browser reconnects (and resumes).
 EVENTS_STREAM_SECONDS = env.int("EVENTS_STREAM_SECONDS", default=300)
+# Bearer token the monitoring system sends to GET /metrics; without one, /metrics does not exist.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # Receivables: how far back an invoice may be dated (statements already sent would change).
 INVOICE_MAX_BACKDATE_DAYS = env.int("INVOICE_MAX_BACKDATE_DAYS", default=60)
