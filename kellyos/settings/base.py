@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "kellyos.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -156,13 +157,17 @@ if env.bool("SECURE_PROXY_SSL_HEADER_ENABLED", default=False):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "kellyos.logging.JsonFormatter"},
+    },
     # The webhook secret is part of the callback path; it must not reach log files.
     "filters": {"redact_webhook_token": {"()": "kellyos.logging.RedactWebhookToken"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            # JSON lines (with request id and receipt number) for log collectors; plain for people.
+            "formatter": env.str("LOG_FORMAT", default="plain" if DEBUG else "json"),
             "filters": ["redact_webhook_token"],
         }
     },

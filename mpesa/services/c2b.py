@@ -27,6 +27,7 @@ from invoices.models import Payment
 from invoices.services import payment_reallocate
 from kellyos.audit import audit_record
 from kellyos.events import event_publish
+from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
 from ledger.models import CauseKind
@@ -113,6 +114,11 @@ def c2b_validate(*, log: WebhookLog) -> tuple[str, str]:
 
 def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
     """Book a confirmation exactly once. A failure leaves nothing booked and the log FAILED for retry."""
+    with about_receipt(payment.trans_id):
+        return _confirmation_book(log=log, payment=payment)
+
+
+def _confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
     changes: dict[str, Any]
     try:
         with transaction.atomic():
