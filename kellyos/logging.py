@@ -63,7 +63,11 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get("X-Request-ID", "")
-        ident = given if 0 < len(given) <= 64 and given.replace("-", "").isalnum() else uuid.uuid4().hex
+        ident = (
+            given
+            if 0 < len(given) <= 64 and given.isascii() and given.replace("-", "").isalnum()
+            else uuid.uuid4().hex
+        )
         token = request_id.set(ident)
         try:
             response = self.get_response(request)

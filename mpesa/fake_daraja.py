@@ -21,8 +21,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -95,6 +97,10 @@ class FakeDarajaState:
     reversed: set[str] = field(default_factory=set)  # receipts given back to their payers
     callbacks: list[Callback] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def payment(self, receipt: str) -> dict[str, Any] | None:
+        """The C2B payment with this receipt number; call with the lock held."""
+        return next((t for t in self.transactions if t["transactionId"] == receipt), None)
 
 
 class FakeDaraja:
@@ -301,125 +307,99 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _transaction_status(self, body: dict[str, Any]) -> None:
-        missing = [name for name in STATUS_QUERY_FIELDS if not body.get(name)]
-        if body.get("CommandID") != "TransactionStatusQuery":
-            missing.insert(0, "CommandID")
-        if missing:
-            return self._error(400, "400.002.02", f"Bad Request - Invalid {missing[0]}")
-        ids = {"OriginatorConversationID": f"{uuid.uuid4().hex[:5]}-{secrets.randbelow(10**8)}-1",
-               "ConversationID": f"AG_{datetime.now(tz=NAIROBI):%Y%m%d}_{uuid.uuid4().hex[:20]}"}  # fmt: skip
-        urls = {"result": str(body["ResultURL"]), "timeout": str(body["QueueTimeOutURL"])}
-        threading.Thread(
-            target=_initiator_call_back,
-            args=(self.state, "status", self._status_result(body, ids), urls, self.state.status_times_out),
-            daemon=True,
-        ).start()
-        self._answer(200, {**ids, "ResponseCode": "0",
-                           "ResponseDescription": "Accept the service request successfully."})  # fmt: skip
-
-    def _status_result(self, body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
-        result: dict[str, Any] = {**ids, "ResultType": 0, "TransactionID": _receipt_number()}
-        if not self._credential_valid(body):
-            return {**result, "ResultCode": 2001, "ResultDesc": "The initiator information is invalid."}
-        receipt = str(body["TransactionID"])
-        with self.state.lock:
-            payment = next((t for t in self.state.transactions if t["transactionId"] == receipt), None)
-        if payment is None:
-            # The fake's choice of code for a receipt it never saw.
-            return {**result, "ResultCode": "R000002", "ResultDesc": "The OriginalTransactionID is invalid."}
-        when = datetime.strptime(payment["trxDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC"))
-        stamp = int(when.astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"))
-        values = {
-            "DebitPartyName": f"254{payment['msisdn']} - {payment['sender']}",
-            "CreditPartyName": f"{body['PartyA']} - {payment['organizationname']}",
-            "OriginatorConversationID": ids["OriginatorConversationID"],
-            "InitiatedTime": stamp,
-            "DebitAccountType": "MMF Account For Customer",
-            "DebitPartyCharges": "",
-            "TransactionReason": "",
-            "ReasonType": "Pay Bill Online",
-            "TransactionStatus": "Completed",
-            "FinalisedTime": stamp,
-            "Amount": float(payment["amount"]),  # Safaricom sends a JSON number here
-            "ConversationID": ids["ConversationID"],
-            "ReceiptNo": receipt,
-        }
-        return {
-            **result,
-            "ResultCode": 0,
-            "ResultDesc": "The service request is processed successfully.",
-            "ResultParameters": {"ResultParameter": [{"Key": k, "Value": v} for k, v in values.items()]},
-            "ReferenceData": {"ReferenceItem": {"Key": "Occasion"}},
-        }
+        self._initiator_request(
+            body, command="TransactionStatusQuery", fields=STATUS_QUERY_FIELDS, kind="status",
+            times_out=self.state.status_times_out, outcome=self._status_outcome,
+        )  # fmt: skip
 
     def _reversal(self, body: dict[str, Any]) -> None:
-        missing = [name for name in REVERSAL_FIELDS if not body.get(name)]
-        if body.get("CommandID") != "TransactionReversal":
-            missing.insert(0, "CommandID")
         if body.get("RecieverIdentifierType") != "11":
-            missing.append("RecieverIdentifierType")
+            return self._error(400, "400.002.02", "Bad Request - Invalid RecieverIdentifierType")
+        self._initiator_request(
+            body, command="TransactionReversal", fields=REVERSAL_FIELDS, kind="refund",
+            times_out=self.state.reversal_times_out, outcome=self._reversal_outcome,
+        )  # fmt: skip
+
+    def _initiator_request(
+        self,
+        body: dict[str, Any],
+        *,
+        command: str,
+        fields: tuple[str, ...],
+        kind: str,
+        times_out: bool,
+        outcome: Callable[[dict[str, Any], dict[str, str]], dict[str, Any]],
+    ) -> None:
+        """Acknowledge at once; the outcome goes to the result (or timeout) URL a little later."""
+        missing = [name for name in fields if not body.get(name)]
+        if body.get("CommandID") != command:
+            missing.insert(0, "CommandID")
         if missing:
             return self._error(400, "400.002.02", f"Bad Request - Invalid {missing[0]}")
         ids = {"OriginatorConversationID": f"{uuid.uuid4().hex[:5]}-{secrets.randbelow(10**8)}-1",
                "ConversationID": f"AG_{datetime.now(tz=NAIROBI):%Y%m%d}_{uuid.uuid4().hex[:20]}"}  # fmt: skip
+        result: dict[str, Any] = {**ids, "ResultType": 0, "TransactionID": _receipt_number()}
+        if self._credential_valid(body):
+            result.update(outcome(body, ids))
+        else:
+            result.update(_refusal(2001, "The initiator information is invalid."))
         urls = {"result": str(body["ResultURL"]), "timeout": str(body["QueueTimeOutURL"])}
         threading.Thread(
-            target=_initiator_call_back,
-            args=(
-                self.state,
-                "refund",
-                self._reversal_result(body, ids),
-                urls,
-                self.state.reversal_times_out,
-            ),
-            daemon=True,
+            target=_initiator_call_back, args=(self.state, kind, result, urls, times_out), daemon=True
         ).start()
         self._answer(200, {**ids, "ResponseCode": "0",
                            "ResponseDescription": "Accept the service request successfully."})  # fmt: skip
 
-    def _reversal_result(self, body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
-        result: dict[str, Any] = {**ids, "ResultType": 0, "TransactionID": _receipt_number()}
-        if not self._credential_valid(body):
-            return {**result, "ResultCode": 2001, "ResultDesc": "The initiator information is invalid."}
+    def _status_outcome(self, body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
         receipt = str(body["TransactionID"])
         with self.state.lock:
-            payment = next((t for t in self.state.transactions if t["transactionId"] == receipt), None)
+            payment = self.state.payment(receipt)
+        if payment is None:  # the fake's choice of code for a receipt it never saw
+            return _refusal("R000002", "The OriginalTransactionID is invalid.")
+        when = datetime.strptime(payment["trxDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC"))
+        stamp = int(when.astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"))
+        return _success(
+            {
+                "DebitPartyName": f"254{payment['msisdn']} - {payment['sender']}",
+                "CreditPartyName": f"{body['PartyA']} - {payment['organizationname']}",
+                "OriginatorConversationID": ids["OriginatorConversationID"],
+                "InitiatedTime": stamp,
+                "DebitAccountType": "MMF Account For Customer",
+                "DebitPartyCharges": "",
+                "TransactionReason": "",
+                "ReasonType": "Pay Bill Online",
+                "TransactionStatus": "Completed",
+                "FinalisedTime": stamp,
+                "Amount": _json_number(payment["amount"]),
+                "ConversationID": ids["ConversationID"],
+                "ReceiptNo": receipt,
+            },
+            reference={"Key": "Occasion"},
+        )
+
+    def _reversal_outcome(self, body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+        receipt = str(body["TransactionID"])
+        with self.state.lock:  # held from the check to the marking: a receipt is reversed once
+            payment = self.state.payment(receipt)
             if payment is None:
-                return {
-                    **result,
-                    "ResultCode": "R000002",
-                    "ResultDesc": "The OriginalTransactionID is invalid.",
-                }
+                return _refusal("R000002", "The OriginalTransactionID is invalid.")
             if receipt in self.state.reversed:
-                return {
-                    **result,
-                    "ResultCode": "R000001",
-                    "ResultDesc": "The transaction has already been reversed.",
-                }
-            if str(body["Amount"]) != str(int(float(payment["amount"]))):
-                return {
-                    **result,
-                    "ResultCode": 2006,
-                    "ResultDesc": "The amount does not match the transaction.",
-                }
+                return _refusal("R000001", "The transaction has already been reversed.")
+            if Decimal(str(body["Amount"])) != Decimal(payment["amount"]):
+                return _refusal(2006, "The amount does not match the transaction.")
             self.state.reversed.add(receipt)
-        now = datetime.now(tz=NAIROBI)
-        values = {
-            "DebitAccountBalance": "Utility Account|KES|0.00|0.00|0.00|0.00",
-            "Amount": float(payment["amount"]),
-            "TransCompletedTime": int(now.strftime("%Y%m%d%H%M%S")),
-            "OriginalTransactionID": receipt,
-            "Charge": 0.0,
-            "CreditPartyPublicName": f"254{payment['msisdn']} - {payment['sender']}",
-            "DebitPartyPublicName": f"{body['ReceiverParty']} - {payment['organizationname']}",
-        }
-        return {
-            **result,
-            "ResultCode": 0,
-            "ResultDesc": "The service request is processed successfully.",
-            "ResultParameters": {"ResultParameter": [{"Key": k, "Value": v} for k, v in values.items()]},
-            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": body["QueueTimeOutURL"]}},
-        }
+        return _success(
+            {
+                "DebitAccountBalance": "Utility Account|KES|0.00|0.00|0.00|0.00",
+                "Amount": _json_number(payment["amount"]),
+                "TransCompletedTime": int(datetime.now(tz=NAIROBI).strftime("%Y%m%d%H%M%S")),
+                "OriginalTransactionID": receipt,
+                "Charge": _json_number("0.00"),
+                "CreditPartyPublicName": f"254{payment['msisdn']} - {payment['sender']}",
+                "DebitPartyPublicName": f"{body['ReceiverParty']} - {payment['organizationname']}",
+            },
+            reference={"Key": "QueueTimeoutURL", "Value": body["QueueTimeOutURL"]},
+        )
 
     def _credential_valid(self, body: dict[str, Any]) -> bool:
         if body.get("Initiator") != self.state.initiator_name:
@@ -514,6 +494,25 @@ def _post(state: FakeDarajaState, kind: str, url: str, payload: dict[str, Any]) 
     with state.lock:
         state.callbacks.append(callback)
     return callback
+
+
+def _json_number(text: str) -> float:
+    """Safaricom writes these amounts as bare JSON numbers (800.0), so the fake does too; the engine
+    reads them back as exact text, never as floats (mpesa/services/initiator.py)."""
+    return float(Decimal(text))
+
+
+def _refusal(code: int | str, description: str) -> dict[str, Any]:
+    return {"ResultCode": code, "ResultDesc": description}
+
+
+def _success(values: dict[str, Any], *, reference: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ResultCode": 0,
+        "ResultDesc": "The service request is processed successfully.",
+        "ResultParameters": {"ResultParameter": [{"Key": k, "Value": v} for k, v in values.items()]},
+        "ReferenceData": {"ReferenceItem": reference},
+    }
 
 
 def _receipt_number() -> str:

@@ -334,6 +334,27 @@ class StatementLine(models.Model):
         return f"{self.receipt_no}: {self.get_outcome_display()}"
 
 
+class InitiatorRequest(models.Model):
+    """What a request to an initiator API (Transaction Status, Reversal) keeps: who asked, when, the
+    conversation IDs Safaricom's acknowledgement gives, and its result callback."""
+
+    originator_conversation_id = models.CharField(max_length=100, blank=True)
+    conversation_id = models.CharField(max_length=100, blank=True)
+    result_code = models.CharField(max_length=20, blank=True)
+    result_desc = models.CharField(max_length=300, blank=True)
+    result_parameters = models.JSONField(default=dict, blank=True)
+    result_log = models.ForeignKey(
+        WebhookLog, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+
 class StatusQueryState(models.TextChoices):
     REQUESTED = "REQUESTED", "Asked, waiting for Safaricom's answer"
     ANSWERED = "ANSWERED", "Answered"
@@ -341,7 +362,7 @@ class StatusQueryState(models.TextChoices):
     TIMED_OUT = "TIMED_OUT", "Timed out in Safaricom's queue: unknown, ask again"
 
 
-class TransactionStatusQuery(models.Model):
+class TransactionStatusQuery(InitiatorRequest):
     """One Transaction Status question about one M-Pesa receipt, stored before Safaricom is asked, and
     the answer its result callback brings (only the first answer counts)."""
 
@@ -353,10 +374,6 @@ class TransactionStatusQuery(models.Model):
     state = models.CharField(
         max_length=12, choices=StatusQueryState.choices, default=StatusQueryState.REQUESTED
     )
-    originator_conversation_id = models.CharField(max_length=100, blank=True)
-    conversation_id = models.CharField(max_length=100, blank=True)
-    result_code = models.CharField(max_length=20, blank=True)
-    result_desc = models.CharField(max_length=300, blank=True)
     transaction_status = models.CharField(
         max_length=30, blank=True, help_text="Safaricom's word for the payment: Completed, Cancelled, ..."
     )
@@ -364,14 +381,6 @@ class TransactionStatusQuery(models.Model):
     debit_party_name = models.CharField(max_length=200, blank=True)
     credit_party_name = models.CharField(max_length=200, blank=True)
     finalised_time = models.CharField(max_length=30, blank=True)
-    result_parameters = models.JSONField(default=dict, blank=True)
-    result_log = models.ForeignKey(
-        WebhookLog, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    requested_at = models.DateTimeField(auto_now_add=True)
     answered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -403,7 +412,7 @@ class RefundState(models.TextChoices):
     NEEDS_REVIEW = "NEEDS_REVIEW", "Reversed by Safaricom but not booked: needs review"
 
 
-class MpesaRefund(models.Model):
+class MpesaRefund(InitiatorRequest):
     """A refund of a whole receipt through the M-Pesa Reversal API. Stored before Safaricom is asked;
     the result callback settles it once, and only a completed reversal touches the books."""
 
@@ -411,21 +420,9 @@ class MpesaRefund(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     reason = models.TextField()
     state = models.CharField(max_length=12, choices=RefundState.choices, default=RefundState.REQUESTED)
-    originator_conversation_id = models.CharField(max_length=100, blank=True)
-    conversation_id = models.CharField(max_length=100, blank=True)
-    result_code = models.CharField(max_length=20, blank=True)
-    result_desc = models.CharField(max_length=300, blank=True)
     reversal_receipt_number = models.CharField(
         max_length=30, blank=True, help_text="M-Pesa's receipt for the reversal itself."
     )
-    result_parameters = models.JSONField(default=dict, blank=True)
-    result_log = models.ForeignKey(
-        WebhookLog, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    requested_at = models.DateTimeField(auto_now_add=True)
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

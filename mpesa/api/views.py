@@ -3,7 +3,7 @@ first, in its own committed transaction, then judged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -114,17 +114,24 @@ class StkCallbackApi(WebhookApi):
         return Response({"ResultCode": 0, "ResultDesc": "Success"})
 
 
-class TransactionStatusResultApi(WebhookApi):
-    """POST /api/webhooks/status/<token>/result: Safaricom's answer to a Transaction Status question."""
+class InitiatorResultApi(WebhookApi):
+    """The result (or queue-timeout) callback of an initiator request; `process` settles it."""
 
-    kind = WebhookKind.STATUS_RESULT
+    process: Callable[..., None]
 
     def handle(self, log: WebhookLog, body: bytes) -> Response:
-        transaction_status_result_process(log=log)
+        type(self).process(log=log)
         log.refresh_from_db(fields=["status", "detail"])
         if log.status == WebhookStatus.REJECTED:
             return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {log.detail}"}, status=400)
         return Response({"ResultCode": 0, "ResultDesc": "Success"})
+
+
+class TransactionStatusResultApi(InitiatorResultApi):
+    """POST /api/webhooks/status/<token>/result: Safaricom's answer to a Transaction Status question."""
+
+    kind = WebhookKind.STATUS_RESULT
+    process = staticmethod(transaction_status_result_process)
 
 
 class TransactionStatusTimeoutApi(TransactionStatusResultApi):
@@ -133,17 +140,11 @@ class TransactionStatusTimeoutApi(TransactionStatusResultApi):
     kind = WebhookKind.STATUS_TIMEOUT
 
 
-class RefundResultApi(WebhookApi):
+class RefundResultApi(InitiatorResultApi):
     """POST /api/webhooks/refund/<token>/result: how a reversal we asked for ended."""
 
     kind = WebhookKind.REFUND_RESULT
-
-    def handle(self, log: WebhookLog, body: bytes) -> Response:
-        refund_result_process(log=log)
-        log.refresh_from_db(fields=["status", "detail"])
-        if log.status == WebhookStatus.REJECTED:
-            return Response({"ResultCode": 1, "ResultDesc": f"Rejected: {log.detail}"}, status=400)
-        return Response({"ResultCode": 0, "ResultDesc": "Success"})
+    process = staticmethod(refund_result_process)
 
 
 class RefundTimeoutApi(RefundResultApi):

@@ -35,7 +35,8 @@ def result_urls(prefix: str) -> tuple[str, str]:
 def result_parse(body: str) -> dict[str, Any]:
     """The `Result` object of a result or timeout callback; ValueError when there is none."""
     try:
-        data = json.loads(body)
+        # Amounts arrive as JSON numbers: keep their exact text rather than a float.
+        data = json.loads(body, parse_float=str)
     except ValueError as exc:
         raise ValueError("the body is not JSON") from exc
     result = data.get("Result") if isinstance(data, dict) else None

@@ -176,11 +176,9 @@ def refund_book_again(*, refund: MpesaRefund, by: User | None) -> MpesaRefund:
         refund = MpesaRefund.objects.select_for_update().get(pk=refund.pk)
         if refund.state != RefundState.NEEDS_REVIEW:
             raise RefundError(f"{refund} does not need booking.")
-        try:
-            with transaction.atomic():
-                _book(refund)
-        except (ReceivablesError, SaleError, LedgerError, MpesaError) as exc:
-            raise RefundError(f"Still cannot book the refund of {refund.receipt.trans_id}: {exc}") from exc
+        problem = _book_unless_impossible(refund)
+        if problem:
+            raise RefundError(f"Still cannot book the refund of {refund.receipt.trans_id}: {problem}")
         refund.state, refund.settled_at = RefundState.COMPLETED, timezone.now()
         refund.result_desc = f"{refund.result_desc} | Booked later by {by or 'the system'}."[:300]
         refund.save(update_fields=["state", "settled_at", "result_desc"])
@@ -252,15 +250,24 @@ def _settle(refund: MpesaRefund, *, result: dict[str, object], log: WebhookLog, 
     ).exclude(pk=refund.pk).update(
         state=RefundState.FAILED, result_desc="Superseded: another request's result refunded the receipt."
     )
+    problem = _book_unless_impossible(refund)
+    if problem:
+        # Safaricom has given the money back whatever our books say: keep that fact for a person.
+        refund.state = RefundState.NEEDS_REVIEW
+        refund.result_desc = f"{refund.result_desc} | Not booked: {problem}"[:300]
+    else:
+        refund.state = RefundState.COMPLETED
+    refund.save()
+
+
+def _book_unless_impossible(refund: MpesaRefund) -> str | None:
+    """Book the refund, or say why the books refuse it (leaving nothing of it written)."""
     try:
         with transaction.atomic():
             _book(refund)
-        refund.state = RefundState.COMPLETED
     except (ReceivablesError, SaleError, LedgerError, MpesaError) as exc:
-        # Safaricom has given the money back whatever our books say: keep that fact for a person.
-        refund.state = RefundState.NEEDS_REVIEW
-        refund.result_desc = f"{refund.result_desc} | Not booked: {exc}"[:300]
-    refund.save()
+        return str(exc)
+    return None
 
 
 def _book(refund: MpesaRefund) -> None:

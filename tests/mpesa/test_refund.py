@@ -17,7 +17,6 @@ from ledger.chart import MPESA_CASH, SALES_REVENUE, UNALLOCATED_RECEIPTS
 from ledger.models import JournalEntry
 from ledger.selectors import account_balance, ledger_verify
 from mpesa.exceptions import ReceiptAssignmentError
-from mpesa.fake_daraja import FakeDaraja
 from mpesa.models import (
     MpesaReceipt,
     MpesaRefund,
@@ -39,22 +38,6 @@ from tests.threads import run_in_threads
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def daraja(settings, live_server, tmp_path):
-    fake = FakeDaraja(callback_delay=0.05).start()
-    certificate = tmp_path / "fake-daraja.cer"
-    certificate.write_bytes(fake.certificate_pem)
-    settings.MPESA_API_BASE = fake.url
-    settings.MPESA_CONSUMER_KEY, settings.MPESA_CONSUMER_SECRET = "fake-key", "fake-secret"
-    settings.MPESA_CALLBACK_BASE_URL = live_server.url
-    settings.MPESA_INITIATOR_NAME = fake.state.initiator_name
-    settings.MPESA_INITIATOR_PASSWORD = fake.state.initiator_password
-    settings.MPESA_CERTIFICATE_PATH = str(certificate)
-    call_command("mpesa_register_urls")
-    yield fake
-    fake.stop()
-
-
 def paid(account, amount):
     before = set(MpesaReceipt.objects.values_list("pk", flat=True))
     call_command("mpesa_simulate", "--amount", amount, "--account", account)
@@ -66,7 +49,7 @@ def settled(refund):
     return wait_for(lambda: MpesaRefund.objects.get(pk=refund.pk).state != RefundState.REQUESTED)
 
 
-def test_a_refund_gives_the_money_back_and_reopens_the_invoice(daraja):
+def test_a_refund_gives_the_money_back_and_reopens_the_invoice(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("800.00"))
     receipt = paid(invoice.number, "800")
     invoice.refresh_from_db()
@@ -85,14 +68,14 @@ def test_a_refund_gives_the_money_back_and_reopens_the_invoice(daraja):
     assert receipt.status == ReceiptStatus.REFUNDED
     assert (invoice.status, invoice.amount_paid) == (InvoiceStatus.UNPAID, Decimal("0.00"))
     assert account_balance(MPESA_CASH) == Decimal("0.00")
-    assert receipt.trans_id in daraja.state.reversed
+    assert receipt.trans_id in initiator_daraja.state.reversed
     assert ledger_verify()["is_valid"]
 
     with pytest.raises(RefundError, match="already been refunded"):
         refund_request(receipt=receipt, reason="again", by=None)
 
 
-def test_money_held_in_suspense_goes_back_out_of_suspense(daraja, settings):
+def test_money_held_in_suspense_goes_back_out_of_suspense(initiator_daraja, settings):
     settings.MPESA_REJECT_UNKNOWN_ACCOUNTS = False  # validation lets it through to suspense
     receipt = paid("NO-SUCH-ACCOUNT", "1500")
     assert receipt.status == ReceiptStatus.UNALLOCATED
@@ -105,7 +88,7 @@ def test_money_held_in_suspense_goes_back_out_of_suspense(daraja, settings):
     assert ledger_verify()["is_valid"]
 
 
-def test_a_receipt_assigned_from_suspense_is_undone_all_the_way(daraja, settings):
+def test_a_receipt_assigned_from_suspense_is_undone_all_the_way(initiator_daraja, settings):
     settings.MPESA_REJECT_UNKNOWN_ACCOUNTS = False
     invoice = InvoiceFactory(amount=Decimal("900.00"))
     receipt = receipt_assign(receipt=paid("WRONG-REF", "900"), reference=invoice.number, by=None)
@@ -117,7 +100,7 @@ def test_a_receipt_assigned_from_suspense_is_undone_all_the_way(daraja, settings
     assert ledger_verify()["is_valid"]
 
 
-def test_a_till_sale_refund_takes_back_the_revenue_and_cancels_the_sale(daraja):
+def test_a_till_sale_refund_takes_back_the_revenue_and_cancels_the_sale(initiator_daraja):
     sale = SaleFactory(total=Decimal("200.00"))
     receipt = paid(sale.reference, "200")
     assert receipt.status == ReceiptStatus.SALE
@@ -130,12 +113,12 @@ def test_a_till_sale_refund_takes_back_the_revenue_and_cancels_the_sale(daraja):
     assert ledger_verify()["is_valid"]
 
 
-def test_repeated_late_and_concurrent_results_book_once(daraja):
+def test_repeated_late_and_concurrent_results_book_once(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("500.00"))
     receipt = paid(invoice.number, "500")
     refund = refund_request(receipt=receipt, reason="Duplicate payment", by=None)
     assert settled(refund)
-    delivered = next(c for c in daraja.callbacks if c.kind == "refund_result")
+    delivered = next(c for c in initiator_daraja.callbacks if c.kind == "refund_result")
     url = reverse("refund-result", args=["test-webhook-token"])
 
     def deliver(_):
@@ -160,7 +143,7 @@ def test_repeated_late_and_concurrent_results_book_once(daraja):
     assert ledger_verify()["is_valid"]
 
 
-def test_two_clerks_refunding_one_receipt_at_once_send_one_reversal(daraja):
+def test_two_clerks_refunding_one_receipt_at_once_send_one_reversal(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("700.00"))
     receipt = paid(invoice.number, "700")
     results, errors = run_in_threads(
@@ -173,7 +156,7 @@ def test_two_clerks_refunding_one_receipt_at_once_send_one_reversal(daraja):
     assert account_balance(MPESA_CASH) == Decimal("0.00")
 
 
-def test_a_refused_reversal_changes_nothing_and_can_be_asked_again(daraja, settings):
+def test_a_refused_reversal_changes_nothing_and_can_be_asked_again(initiator_daraja, settings):
     invoice = InvoiceFactory(amount=Decimal("300.00"))
     receipt = paid(invoice.number, "300")
     settings.MPESA_INITIATOR_PASSWORD = "expired-after-90-days"
@@ -183,23 +166,23 @@ def test_a_refused_reversal_changes_nothing_and_can_be_asked_again(daraja, setti
     assert (refund.state, refund.result_code) == (RefundState.FAILED, "2001")
     assert account_balance(MPESA_CASH) == Decimal("300.00")
 
-    settings.MPESA_INITIATOR_PASSWORD = daraja.state.initiator_password
+    settings.MPESA_INITIATOR_PASSWORD = initiator_daraja.state.initiator_password
     again = refund_request(receipt=receipt, reason="Customer asked", by=None)
     assert settled(again)
     assert MpesaRefund.objects.get(pk=again.pk).state == RefundState.COMPLETED
     assert account_balance(MPESA_CASH) == Decimal("0.00")
 
 
-def test_a_timed_out_reversal_is_unknown_until_asked_again(daraja):
+def test_a_timed_out_reversal_is_unknown_until_asked_again(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("400.00"))
     receipt = paid(invoice.number, "400")
-    daraja.state.reversal_times_out = True  # Safaricom reversed it, but told us only "expired"
+    initiator_daraja.state.reversal_times_out = True  # Safaricom reversed it, but told us only "expired"
     refund = refund_request(receipt=receipt, reason="Customer asked", by=None)
     assert settled(refund)
     assert MpesaRefund.objects.get(pk=refund.pk).state == RefundState.TIMED_OUT
     assert account_balance(MPESA_CASH) == Decimal("400.00")
 
-    daraja.state.reversal_times_out = False
+    initiator_daraja.state.reversal_times_out = False
     again = refund_request(receipt=receipt, reason="Customer asked", by=None)
     assert settled(again)
     again.refresh_from_db()
@@ -208,10 +191,10 @@ def test_a_timed_out_reversal_is_unknown_until_asked_again(daraja):
     assert ledger_verify()["is_valid"]
 
 
-def test_a_reversal_whose_booking_became_impossible_is_kept_for_review(daraja):
+def test_a_reversal_whose_booking_became_impossible_is_kept_for_review(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("100.00"))
     receipt = paid(invoice.number, "600")  # KES 500 becomes credit
-    daraja.state.callback_delay = 1.0
+    initiator_daraja.state.callback_delay = 1.0
     refund = refund_request(receipt=receipt, reason="Overpaid", by=None)
     term2 = invoice_create(
         customer=invoice.customer,
@@ -241,7 +224,7 @@ def test_a_reversal_whose_booking_became_impossible_is_kept_for_review(daraja):
     assert ledger_verify()["is_valid"]
 
 
-def test_a_result_that_failed_to_process_is_booked_by_the_retry(daraja, monkeypatch):
+def test_a_result_that_failed_to_process_is_booked_by_the_retry(initiator_daraja, monkeypatch):
     invoice = InvoiceFactory(amount=Decimal("650.00"))
     receipt = paid(invoice.number, "650")
 
@@ -261,14 +244,14 @@ def test_a_result_that_failed_to_process_is_booked_by_the_retry(daraja, monkeypa
     assert ledger_verify()["is_valid"]
 
 
-def test_a_late_success_for_an_earlier_request_settles_the_receipt_once(daraja):
+def test_a_late_success_for_an_earlier_request_settles_the_receipt_once(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("550.00"))
     receipt = paid(invoice.number, "550")
-    daraja.state.reversal_times_out = True  # Safaricom reverses it but tells us only "expired"
+    initiator_daraja.state.reversal_times_out = True  # Safaricom reverses it but tells us only "expired"
     first = refund_request(receipt=receipt, reason="Paid twice", by=None)
     assert settled(first)
-    expired = next(c for c in daraja.callbacks if c.kind == "refund_timeout")
-    daraja.state.reversal_times_out, daraja.state.callback_delay = False, 1.0
+    expired = next(c for c in initiator_daraja.callbacks if c.kind == "refund_timeout")
+    initiator_daraja.state.reversal_times_out, initiator_daraja.state.callback_delay = False, 1.0
     second = refund_request(receipt=receipt, reason="Paid twice", by=None)
 
     late = {
@@ -288,7 +271,7 @@ def test_a_late_success_for_an_earlier_request_settles_the_receipt_once(daraja):
     assert ledger_verify()["is_valid"]
 
 
-def test_an_accountant_refunds_from_the_admin_and_an_auditor_cannot(daraja):
+def test_an_accountant_refunds_from_the_admin_and_an_auditor_cannot(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("250.00"))
     receipt = paid(invoice.number, "250")
     accountant = UserFactory(is_staff=True)
@@ -311,7 +294,7 @@ def test_an_accountant_refunds_from_the_admin_and_an_auditor_cannot(daraja):
     assert MpesaRefund.objects.count() == 1
 
 
-def test_a_result_that_overtakes_the_acknowledgement_still_finds_its_refund(daraja):
+def test_a_result_that_overtakes_the_acknowledgement_still_finds_its_refund(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("350.00"))
     receipt = paid(invoice.number, "350")
     pending = MpesaRefund.objects.create(receipt=receipt, amount=receipt.amount, reason="Paid twice")
@@ -335,10 +318,10 @@ def test_a_result_that_overtakes_the_acknowledgement_still_finds_its_refund(dara
     assert ledger_verify()["is_valid"]
 
 
-def test_no_answer_from_safaricom_is_unknown_and_a_late_result_still_books(daraja):
+def test_no_answer_from_safaricom_is_unknown_and_a_late_result_still_books(initiator_daraja):
     invoice = InvoiceFactory(amount=Decimal("450.00"))
     receipt = paid(invoice.number, "450")
-    daraja.stop()  # the request may or may not have reached Safaricom
+    initiator_daraja.stop()  # the request may or may not have reached Safaricom
     with pytest.raises(RefundError, match="did not answer"):
         refund_request(receipt=receipt, reason="Paid twice", by=None)
     refund = MpesaRefund.objects.get()

@@ -31,23 +31,7 @@ from tests.mpesa.test_stk import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def daraja(settings, live_server, tmp_path):
-    fake = FakeDaraja(callback_delay=0.05).start()
-    certificate = tmp_path / "fake-daraja.cer"
-    certificate.write_bytes(fake.certificate_pem)
-    settings.MPESA_API_BASE = fake.url
-    settings.MPESA_CONSUMER_KEY, settings.MPESA_CONSUMER_SECRET = "fake-key", "fake-secret"
-    settings.MPESA_CALLBACK_BASE_URL = live_server.url
-    settings.MPESA_INITIATOR_NAME = fake.state.initiator_name
-    settings.MPESA_INITIATOR_PASSWORD = fake.state.initiator_password
-    settings.MPESA_CERTIFICATE_PATH = str(certificate)
-    call_command("mpesa_register_urls")
-    yield fake
-    fake.stop()
-
-
-def paid(daraja, amount="800"):
+def paid(initiator_daraja, amount="800"):
     """A PayBill payment Safaricom made and told us about; returns our receipt."""
     invoice = InvoiceFactory()
     call_command("mpesa_simulate", "--amount", amount, "--account", invoice.number)
@@ -77,8 +61,8 @@ def test_the_credential_is_the_password_under_pkcs1_v15_with_the_certificates_ke
         security_credential(password="", certificate=fake.certificate_pem)
 
 
-def test_safaricoms_answer_is_recorded_beside_our_booking(daraja):
-    receipt = paid(daraja)
+def test_safaricoms_answer_is_recorded_beside_our_booking(initiator_daraja):
+    receipt = paid(initiator_daraja)
     accountant = UserFactory()
     query = transaction_status_request(receipt_number=f" {receipt.trans_id.lower()} ", by=accountant)
     assert query.state == StatusQueryState.REQUESTED and query.originator_conversation_id
@@ -95,12 +79,12 @@ def test_safaricoms_answer_is_recorded_beside_our_booking(daraja):
     assert MpesaReceipt.objects.count() == 1
 
 
-def test_a_repeated_or_late_answer_changes_nothing(daraja):
-    receipt = paid(daraja)
+def test_a_repeated_or_late_answer_changes_nothing(initiator_daraja):
+    receipt = paid(initiator_daraja)
     query = transaction_status_request(receipt_number=receipt.trans_id, by=None)
     assert answered(query)
     first = TransactionStatusQuery.objects.get(pk=query.pk)
-    delivered = next(c for c in daraja.callbacks if c.kind == "status_result")
+    delivered = next(c for c in initiator_daraja.callbacks if c.kind == "status_result")
     tampered = json.loads(json.dumps(delivered.payload))
     tampered["Result"]["ResultCode"] = 2001
     for body in (delivered.payload, tampered):
@@ -120,8 +104,8 @@ def test_a_repeated_or_late_answer_changes_nothing(daraja):
     ]
 
 
-def test_a_wrong_initiator_password_is_refused_by_safaricom(daraja, settings):
-    receipt = paid(daraja)
+def test_a_wrong_initiator_password_is_refused_by_safaricom(initiator_daraja, settings):
+    receipt = paid(initiator_daraja)
     settings.MPESA_INITIATOR_PASSWORD = "last-quarters-password"
     query = transaction_status_request(receipt_number=receipt.trans_id, by=None)
     assert answered(query)
@@ -130,7 +114,7 @@ def test_a_wrong_initiator_password_is_refused_by_safaricom(daraja, settings):
     assert query.amount is None
 
 
-def test_a_receipt_safaricom_never_saw(daraja):
+def test_a_receipt_safaricom_never_saw(initiator_daraja):
     query = transaction_status_request(receipt_number="TZZ0000000", by=None)
     assert answered(query)
     query.refresh_from_db()
@@ -138,9 +122,9 @@ def test_a_receipt_safaricom_never_saw(daraja):
     assert query.result_desc == "The OriginalTransactionID is invalid."
 
 
-def test_a_queue_timeout_leaves_the_answer_unknown(daraja):
-    receipt = paid(daraja)
-    daraja.state.status_times_out = True
+def test_a_queue_timeout_leaves_the_answer_unknown(initiator_daraja):
+    receipt = paid(initiator_daraja)
+    initiator_daraja.state.status_times_out = True
     query = transaction_status_request(receipt_number=receipt.trans_id, by=None)
     assert answered(query)
     query.refresh_from_db()
@@ -148,7 +132,7 @@ def test_a_queue_timeout_leaves_the_answer_unknown(daraja):
     assert query.result_log.kind == WebhookKind.STATUS_TIMEOUT
 
 
-def test_bad_questions_and_refusals_are_explained(daraja, settings):
+def test_bad_questions_and_refusals_are_explained(initiator_daraja, settings):
     with pytest.raises(TransactionStatusError, match="is not an M-Pesa receipt number"):
         transaction_status_request(receipt_number="TK-1; drop", by=None)
     settings.MPESA_SHORTCODE = ""  # Safaricom refuses the request itself
@@ -162,7 +146,7 @@ def test_bad_questions_and_refusals_are_explained(daraja, settings):
     assert TransactionStatusQuery.objects.count() == 1
 
 
-def test_result_callbacks_are_protected_and_logged(daraja):
+def test_result_callbacks_are_protected_and_logged(initiator_daraja):
     url = reverse("status-result", args=["test-webhook-token"])
     assert (
         Client()
@@ -182,8 +166,8 @@ def test_result_callbacks_are_protected_and_logged(daraja):
     assert statuses == [WebhookStatus.REJECTED, WebhookStatus.REJECTED, WebhookStatus.REFUSED]
 
 
-def test_an_accountant_asks_from_the_admin_and_an_auditor_cannot(daraja):
-    receipt = paid(daraja)
+def test_an_accountant_asks_from_the_admin_and_an_auditor_cannot(initiator_daraja):
+    receipt = paid(initiator_daraja)
     accountant = UserFactory(is_staff=True)
     accountant.groups.add(Group.objects.get(name="Accountant"))
     client = Client()
