@@ -1,26 +1,29 @@
-"""C2B confirmation load: the app as it runs in production (gunicorn, several workers, persistent
-database connections) on a fresh database, hit over HTTP.
+"""C2B confirmations end to end over HTTP against the production server configuration (gunicorn,
+several workers, persistent database connections) on a fresh database, beside its two floors.
 
-    python bench/c2b_load.py [--confirmations 3000] [--concurrency 16] [--workers 4]
+    python bench/c2b_load.py [--duration 60] [--concurrency 16] [--workers 5]
 
-Fires N confirmations (10% repeats of earlier TransIDs; account numbers mixed: invoice numbers,
-customer codes, typed loosely, and some unknown) at concurrency C, and prints callbacks/s and p50/p99
-latency. Then checks that receipts = distinct TransIDs, every callback was answered Success, nothing
-failed, and ledger_verify is valid; prints the server workers' resident memory.
+wrk (Debian package `wrk`) sends for `--duration` seconds from C connections, in three runs:
+1. the framework floor: a bare endpoint on the same server that only inserts the raw body;
+2. Kelly OS: confirmations (10% repeats of earlier TransIDs; account numbers mixed: invoice numbers,
+   customer codes, typed loosely, and some unknown) booked exactly once;
+3. the database floor: pgbench running the same writes, locks and checks as one booking in plain SQL
+   (bench/c2b_floor.sql), C clients.
+It prints callbacks/s and latency for each, both ratios, and the workers' resident memory; then checks
+that receipts = distinct TransIDs sent, nothing failed or was left unbooked, and ledger_verify is valid.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,7 +79,7 @@ def recreate_database(env: dict[str, str], name: str) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
 
 
-def seed(customers: int) -> list[str]:
+def seed(customers: int, *, first: int = 0, unit_price: str = "5000.00") -> list[str]:
     """Customers with open invoices; returns the account numbers payers will type."""
     from datetime import timedelta
 
@@ -86,11 +89,11 @@ def seed(customers: int) -> list[str]:
     from invoices.services import InvoiceLineInput, invoice_create
 
     references = []
-    for n in range(customers):
+    for n in range(first, first + customers):
         customer = customer_create(name=f"Bench customer {n}", phone=f"07{n:08d}")
         invoice = invoice_create(
             customer=customer,
-            lines=[InvoiceLineInput(description="Water bill", quantity=1, unit_price="5000.00")],
+            lines=[InvoiceLineInput(description="Water bill", quantity=1, unit_price=unit_price)],
             due_date=timezone.localdate() + timedelta(days=30),
             by=None,
         )
@@ -143,88 +146,158 @@ def worker_rss_mib(master_pid: int) -> list[float]:
     return sizes
 
 
+def wrk_run(url: str, bodies_file: Path, *, duration: int, concurrency: int) -> dict[str, int]:
+    threads = min(2, concurrency)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(ROOT / "bench" / "c2b_wrk.lua"), url, "--", str(bodies_file), str(threads)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+    return {key: int(value) for key, value in (field.split("=") for field in line.split()[1:])}
+
+
+def pgbench_run(env: dict[str, str], *, duration: int, concurrency: int, customers: int) -> dict[str, float]:
+    """The database floor: bench/c2b_floor.sql against floor customers 1..customers."""
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    pg_env = {
+        **env,
+        "PGHOST": str(params.get("host") or "127.0.0.1"),
+        "PGPORT": str(params.get("port") or 5432),
+        "PGUSER": str(params.get("user") or "postgres"),
+        "PGDATABASE": str(params["dbname"]),
+    }
+    if params.get("password"):
+        pg_env["PGPASSWORD"] = str(params["password"])
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "prepared", f"-c{concurrency}", f"-j{min(2, concurrency)}", f"-T{duration}",
+         "-D", f"customers={customers}", "-r", "-f", str(ROOT / "bench" / "c2b_floor.sql")],
+        capture_output=True, text=True, env=pg_env, check=True,
+    ).stdout  # fmt: skip
+    figures: dict[str, float] = {}
+    for line in out.splitlines():
+        if line.startswith("number of transactions actually processed"):
+            figures["transactions"] = float(line.split(":")[1].split("/")[0])
+        elif line.startswith("number of failed transactions"):
+            figures["failed"] = float(line.split(":")[1].split()[0])
+        elif line.startswith("latency average"):
+            figures["latency_ms"] = float(line.split("=")[1].split()[0])
+        elif line.startswith("tps"):
+            figures["tps"] = float(line.split("=")[1].split()[0])
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--confirmations", type=int, default=3000)
+    parser.add_argument("--duration", type=int, default=60, help="seconds per run")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--customers", type=int, default=500)
     args = parser.parse_args()
+    for tool in ("wrk", "pgbench"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed: apt-get install wrk postgresql-client")
 
     env, database = bench_database_env()
+    env.update(DJANGO_SETTINGS_MODULE="floor_settings", PYTHONPATH=str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "bench"))
     recreate_database(env, database)
-    references = seed(args.customers)
-    bodies = payloads(args.confirmations, references, random.Random(2026))
+    from django.db import connection
+
+    # Floor customers first (ids 1..customers, invoices too large ever to be paid), then ours.
+    seed(args.customers, unit_price="900000000.00")
+    references = seed(args.customers, first=args.customers)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE bench_raw_body (id bigserial PRIMARY KEY, received_at timestamptz NOT NULL "
+            "DEFAULT now(), body text NOT NULL)"
+        )
+    # Enough distinct bodies for 1,500 callbacks/s; wrk would wrap around (more repeats) past that.
+    bodies = payloads(1500 * args.duration, references, random.Random(2026))
+    bodies_file = ROOT / "var" / "c2b_bench_bodies.jsonl"
+    bodies_file.parent.mkdir(exist_ok=True)
+    bodies_file.write_text("".join(json.dumps(body) + "\n" for body in bodies))
+
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     server = subprocess.Popen(
-        [
-            gunicorn,
-            "kellyos.wsgi:application",
-            "--workers",
-            str(args.workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+        [gunicorn, "kellyos.wsgi:application", "--workers", str(args.workers),
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
     try:
         wait_until_up(base, server)
-        url = f"{base}/api/webhooks/c2b/{TOKEN}/confirmation"
-        local = threading.local()
-
-        def send(body: dict[str, str]) -> tuple[float, int, object]:
-            session = getattr(local, "session", None) or requests.Session()
-            local.session = session
-            started = time.perf_counter()
-            response = session.post(url, json=body, timeout=30)
-            return time.perf_counter() - started, response.status_code, response.json()
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-            results = list(pool.map(send, bodies))
-        elapsed = time.perf_counter() - started
+        run = {"duration": args.duration, "concurrency": args.concurrency}
+        framework = wrk_run(f"{base}/bench/raw-body", bodies_file, **run)
+        ours = wrk_run(f"{base}/api/webhooks/c2b/{TOKEN}/confirmation", bodies_file, **run)
         rss = worker_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
+    database_floor = pgbench_run(env, customers=args.customers, **run)
 
-    latencies = sorted(result[0] * 1000 for result in results)
-    ok = sum(
-        1
-        for _, status, answer in results
-        if status == 200 and answer == {"ResultCode": 0, "ResultDesc": "Success"}
-    )
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"server: gunicorn, {args.workers} sync workers, CONN_MAX_AGE=600; cpu cores: {os.cpu_count()}")
+    def rate(result: dict[str, int]) -> float:
+        return result["requests"] / (result["duration_us"] / 1e6)
+
+    def latency(result: dict[str, int]) -> str:
+        return (
+            f"p50 {result['p50_us'] / 1000:.1f} ms, p90 {result['p90_us'] / 1000:.1f} ms, "
+            f"p99 {result['p99_us'] / 1000:.1f} ms, max {result['max_us'] / 1000:.1f} ms"
+        )
+
+    def errors(result: dict[str, int]) -> int:
+        return sum(result[key] for key in ("non_2xx", "connect", "read", "write", "timeout"))
+
     print(
-        f"{len(bodies)} confirmations ({len(bodies) - len({b['TransID'] for b in bodies})} repeats) "
-        f"at concurrency {args.concurrency} in {elapsed:.2f} s = {len(bodies) / elapsed:,.0f} callbacks/s"
+        f"server: gunicorn, {args.workers} sync workers, CONN_MAX_AGE=600; cpu cores: {os.cpu_count()}; "
+        f"load: wrk, {args.concurrency} connections, {args.duration} s per run, on the same machine"
     )
-    print(f"latency p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms")
-    print(f"answered Success: {ok} of {len(bodies)}")
+    print(
+        f"framework floor (bare endpoint, raw insert): {rate(framework):,.0f}/s; {latency(framework)}; "
+        f"errors {errors(framework)}"
+    )
+    print(
+        f"database floor (pgbench, same writes in plain SQL): {database_floor['tps']:,.0f}/s; "
+        f"latency average {database_floor['latency_ms']:.1f} ms; failed {database_floor.get('failed', 0):.0f}"
+    )
+    print(
+        f"Kelly OS confirmations: {rate(ours):,.0f}/s "
+        f"({ours['requests']} in {ours['duration_us'] / 1e6:.1f} s); "
+        f"{latency(ours)}; errors {errors(ours)}; bodies wrapped {ours['wrapped']}"
+    )
+    print(
+        f"ratios: Kelly OS / framework floor {rate(ours) / rate(framework):.2f}; "
+        f"Kelly OS / database floor {rate(ours) / database_floor['tps']:.2f}"
+    )
     print(f"worker resident memory after the run: {', '.join(f'{size:.0f} MiB' for size in rss)}")
 
     from django.db.models import Count
 
     from ledger.selectors import ledger_verify
-    from mpesa.models import MpesaReceipt, WebhookLog
+    from mpesa.models import MpesaReceipt, WebhookKind, WebhookLog
 
-    receipts = MpesaReceipt.objects.count()
-    distinct = len({body["TransID"] for body in bodies})
-    statuses = dict(WebhookLog.objects.values_list("status").annotate(n=Count("id")))
+    logs = WebhookLog.objects.filter(kind=WebhookKind.C2B_CONFIRMATION, trans_id__startswith="BN")
+    sent = logs.count()
+    distinct = logs.values("trans_id").distinct().count()
+    receipts = MpesaReceipt.objects.filter(trans_id__startswith="BN").count()
+    statuses = dict(
+        WebhookLog.objects.filter(kind=WebhookKind.C2B_CONFIRMATION)
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
     verdict = ledger_verify()
     print(
-        f"receipts {receipts} = distinct TransIDs {distinct}: {receipts == distinct}; webhook log: {statuses}"
+        f"confirmations logged {sent}; receipts {receipts} = distinct TransIDs {distinct}: "
+        f"{receipts == distinct}; webhook log: {statuses}"
     )
     print(f"ledger_verify: is_valid={verdict['is_valid']} {verdict['errors'][:3]}")
-    if receipts != distinct or ok != len(bodies) or not verdict["is_valid"] or statuses.get("FAILED"):
+    unbooked = statuses.get("FAILED", 0) + statuses.get("RECEIVED", 0)
+    if receipts != distinct or errors(ours) or not verdict["is_valid"] or unbooked:
         sys.exit(1)
 
 
