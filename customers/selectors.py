@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce
 
 from customers.exceptions import CustomerNotFoundError
 from customers.models import CODE_PREFIX, Customer
+from kellyos.db import row_first
 from kellyos.money import ZERO
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT
 from ledger.models import JournalLine
@@ -46,7 +47,10 @@ def customer_get_by_code(code: str) -> Customer:
 
 def customer_get_for_update(customer_id: int) -> Customer:
     """Lock the customer row: every change to a customer's receivables or credit starts here."""
-    return Customer.objects.select_for_update().get(pk=customer_id)
+    customer = row_first(Customer, "id = %s", [customer_id], tail="FOR UPDATE")
+    if customer is None:
+        raise Customer.DoesNotExist(f"No customer with id {customer_id}.")
+    return customer
 
 
 def customer_positions(customer_ids: list[int]) -> dict[int, CustomerPosition]:

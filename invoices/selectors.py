@@ -18,6 +18,7 @@ from customers.models import Customer
 from customers.selectors import customer_code_normalize
 from invoices.exceptions import UnknownPaymentReferenceError
 from invoices.models import OPEN_STATUSES, VOID_REASON_PREFIX, Invoice, InvoiceStatus
+from kellyos.db import rows_fetch
 from kellyos.money import ZERO
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT
 from ledger.models import CauseKind, JournalEntry, JournalLine
@@ -71,14 +72,14 @@ def payment_reference_resolve(reference: str) -> PaymentTarget:
     """The invoice or customer a payer's reference names, matched regardless of case and spaces."""
     number = invoice_number_normalize(reference)
     if number is not None:
-        invoice = Invoice.objects.filter(number=number).values("pk", "customer_id").first()
-        if invoice is not None:
-            return PaymentTarget(customer_id=invoice["customer_id"], invoice_id=invoice["pk"])
+        invoice = rows_fetch("SELECT id, customer_id FROM invoices_invoice WHERE number = %s", [number])
+        if invoice:
+            return PaymentTarget(customer_id=invoice[0][1], invoice_id=invoice[0][0])
     code = customer_code_normalize(reference)
     if code is not None:
-        customer_id = Customer.objects.filter(code=code).values_list("pk", flat=True).first()
-        if customer_id is not None:
-            return PaymentTarget(customer_id=customer_id, invoice_id=None)
+        customer = rows_fetch("SELECT id FROM customers_customer WHERE code = %s", [code])
+        if customer:
+            return PaymentTarget(customer_id=customer[0][0], invoice_id=None)
     raise UnknownPaymentReferenceError(f"No invoice or customer matches the reference {reference!r}.")
 
 

@@ -42,8 +42,8 @@ from invoices.models import (
 )
 from invoices.selectors import payment_reference_resolve
 from kellyos.audit import audit_record
-from kellyos.db import violated_constraint
-from kellyos.events import event_publish
+from kellyos.db import row_first, rows_of, violated_constraint
+from kellyos.events import events_publish
 from kellyos.money import CENT, MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT, MPESA_CASH, SALES_REVENUE
 from ledger.exceptions import LedgerError
@@ -186,7 +186,7 @@ def payment_receive(
         raise InvalidPaymentError(
             f"A payment's time must be a real, past moment with a time zone: {received_at}."
         )
-    previous = Payment.objects.filter(source=source, source_id=source_id).first()
+    previous = row_first(Payment, "source = %s AND source_id = %s", [source, source_id])
     if previous is not None:
         return _repeat(previous, amount=amount, reference=reference)
     target = payment_reference_resolve(reference)
@@ -398,9 +398,7 @@ def _payment_book(
     by: User | None,
 ) -> Payment:
     customer = customer_get_for_update(customer_id)
-    open_invoices = list(
-        Invoice.objects.filter(customer=customer, status__in=OPEN_STATUSES).select_for_update().order_by("pk")
-    )
+    open_invoices = _open_invoices_locked(customer)
     # The named invoice first, then the oldest; number order within a day is creation (pk) order.
     plan = sorted(open_invoices, key=lambda i: (i.pk != invoice_id, i.issue_date, i.pk))
     remaining = amount
@@ -458,6 +456,15 @@ def _payment_book(
     return payment
 
 
+def _open_invoices_locked(customer: Customer) -> list[Invoice]:
+    return rows_of(
+        Invoice,
+        "customer_id = %s AND status = ANY(%s)",
+        [customer.pk, [str(status) for status in OPEN_STATUSES]],
+        tail="ORDER BY id FOR UPDATE",
+    )
+
+
 def _repeat(payment: Payment, *, amount: Decimal, reference: str) -> PaymentOutcome:
     differences = []
     if payment.amount != amount:
@@ -474,9 +481,7 @@ def _credit_apply_to_open_invoices(*, customer: Customer, by: User | None) -> No
     credit = customer_position(customer.pk).credit
     if credit <= 0:
         return
-    open_invoices = list(
-        Invoice.objects.filter(customer=customer, status__in=OPEN_STATUSES).select_for_update().order_by("pk")
-    )
+    open_invoices = _open_invoices_locked(customer)
     for invoice in sorted(open_invoices, key=lambda i: (i.issue_date, i.pk)):
         if credit <= 0:
             break
@@ -500,23 +505,18 @@ def _credit_apply_to_open_invoices(*, customer: Customer, by: User | None) -> No
 
 def _announce(customer: Customer, invoices: list[Invoice]) -> None:
     """Tell live screens, when this transaction commits, what changed for the customer."""
-    for invoice in invoices:
-        event_publish(
-            kind="invoice",
-            payload={"number": invoice.number, "customer": customer.code, "status": invoice.status,
-                     "balance_due": invoice.balance_due},
-        )  # fmt: skip
     position = customer_position(customer.pk)
-    event_publish(
-        kind="customer",
-        payload={
-            "code": customer.code,
-            "name": customer.name,
-            "owed": position.owed,
-            "credit": position.credit,
-            "balance": position.balance,
-        },
-    )
+    events_publish(
+        events=[
+            *(
+                ("invoice", {"number": invoice.number, "customer": customer.code, "status": invoice.status,
+                             "balance_due": invoice.balance_due})
+                for invoice in invoices
+            ),
+            ("customer", {"code": customer.code, "name": customer.name, "owed": position.owed,
+                          "credit": position.credit, "balance": position.balance}),
+        ]
+    )  # fmt: skip
 
 
 def _invoice_record_paid(invoice: Invoice, amount: Decimal) -> None:

@@ -74,6 +74,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# HELP kellyos_refunds_needing_review Reversals Safaricom made that our books do not show yet.",
         "# TYPE kellyos_refunds_needing_review gauge",
         f"kellyos_refunds_needing_review {figures.refunds_needing_review}",
+        "# HELP kellyos_booking_lock_conflict_retries_total Bookings tried again after a deadlock.",
+        "# TYPE kellyos_booking_lock_conflict_retries_total counter",
+        f"kellyos_booking_lock_conflict_retries_total {figures.lock_conflict_retries}",
         "# HELP kellyos_booking_latency_seconds Arrival to booking of C2B confirmations, last 5 minutes.",
         "# TYPE kellyos_booking_latency_seconds summary",
         *(

@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from kellyos.db import row_first, rows_fetch
 from kellyos.money import ZERO
 from ledger.exceptions import UnknownAccountError
 from ledger.models import Account, JournalLine, PeriodLock
@@ -278,13 +279,14 @@ def customer_subledger_totals(
     *, customer_ids: list[int], account_codes: list[str]
 ) -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
     """Debit and credit totals per (customer, account code) in the customer sub-ledgers."""
-    rows = (
-        JournalLine.objects.filter(customer_id__in=customer_ids, account__code__in=account_codes)
-        .values("customer_id", "account__code")
-        .annotate(debit=Sum("debit"), credit=Sum("credit"))
+    rows = rows_fetch(
+        "SELECT line.customer_id, account.code, SUM(line.debit), SUM(line.credit) "
+        "FROM ledger_journalline line JOIN ledger_account account ON account.id = line.account_id "
+        "WHERE line.customer_id = ANY(%s) AND account.code = ANY(%s) GROUP BY 1, 2",
+        [list(customer_ids), list(account_codes)],
     )
-    return {(row["customer_id"], row["account__code"]): (row["debit"], row["credit"]) for row in rows}
+    return {(customer_id, code): (debit, credit) for customer_id, code, debit, credit in rows}
 
 
 def period_lock_current() -> PeriodLock | None:
-    return PeriodLock.objects.order_by("-id").first()
+    return row_first(PeriodLock, "TRUE", [], tail="ORDER BY id DESC LIMIT 1")

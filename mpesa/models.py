@@ -54,6 +54,10 @@ class WebhookLog(models.Model):
         "MpesaReceipt", null=True, blank=True, on_delete=models.PROTECT, related_name="webhook_logs"
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    lock_conflict_retries = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Times booking was tried again at once after a deadlock or a serialization conflict.",
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -9,11 +9,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from customers.models import Customer
 from customers.selectors import customer_code_normalize
-from invoices.models import Invoice, Payment
+from invoices.models import Payment
 from invoices.selectors import invoice_number_normalize
 from invoices.services import payment_receive
+from kellyos.db import rows_fetch
 from mpesa.exceptions import MpesaError
 from mpesa.models import UnallocatedReason
 from pos.models import Sale, SalePayment, SaleStatus
@@ -104,8 +104,9 @@ class InvoiceNumberReference(_ReceivablesReference):
 
     def match(self, reference: str) -> ReferenceMatch | None:
         number = invoice_number_normalize(reference)
-        invoice = Invoice.objects.filter(number=number).values("customer_id").first() if number else None
-        return ReferenceMatch(self.name, invoice["customer_id"], number or "") if invoice else None
+        sql = "SELECT customer_id FROM invoices_invoice WHERE number = %s"
+        rows = rows_fetch(sql, [number]) if number else []
+        return ReferenceMatch(self.name, rows[0][0], number or "") if rows else None
 
 
 class CustomerCodeReference(_ReceivablesReference):
@@ -113,10 +114,8 @@ class CustomerCodeReference(_ReceivablesReference):
 
     def match(self, reference: str) -> ReferenceMatch | None:
         code = customer_code_normalize(reference)
-        customer_id = (
-            Customer.objects.filter(code=code).values_list("pk", flat=True).first() if code else None
-        )
-        return ReferenceMatch(self.name, customer_id, code or "") if customer_id else None
+        rows = rows_fetch("SELECT id FROM customers_customer WHERE code = %s", [code]) if code else []
+        return ReferenceMatch(self.name, rows[0][0], code or "") if rows else None
 
 
 class SaleReference:

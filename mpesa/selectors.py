@@ -71,6 +71,7 @@ class MpesaMetrics:
     unallocated_count: int
     unallocated_amount: Decimal
     refunds_needing_review: int
+    lock_conflict_retries: int  # bookings tried again after a deadlock or serialization conflict
     # Seconds from a confirmation's arrival to its booking, over those booked in the last 5 minutes.
     booking_latency: dict[str, float | None]
 
@@ -81,6 +82,8 @@ def mpesa_metrics() -> MpesaMetrics:
             "SELECT kind, status, count(*) FROM mpesa_webhooklog GROUP BY kind, status ORDER BY 1, 2"
         )
         callbacks = [(kind, status, count) for kind, status, count in cursor.fetchall()]
+        cursor.execute("SELECT coalesce(sum(lock_conflict_retries), 0) FROM mpesa_webhooklog")
+        (lock_conflict_retries,) = cursor.fetchone()
         cursor.execute(
             "SELECT count(*), coalesce(sum(unallocated_amount), 0) FROM mpesa_mpesareceipt"
             " WHERE unallocated_amount > 0"
@@ -103,5 +106,6 @@ def mpesa_metrics() -> MpesaMetrics:
         unallocated_count=unallocated_count,
         unallocated_amount=unallocated_amount,
         refunds_needing_review=needing_review,
+        lock_conflict_retries=lock_conflict_retries,
         booking_latency={"0.5": p50, "0.99": p99},
     )

@@ -8,6 +8,7 @@ concurrent deliveries wait for the first, and the unique constraint on the recei
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -17,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q
 from django.utils import timezone
 
 from customers.models import Customer
@@ -26,6 +27,7 @@ from invoices.exceptions import ReceivablesError
 from invoices.models import Payment
 from invoices.services import payment_reallocate
 from kellyos.audit import audit_record
+from kellyos.db import lock_conflict, row_first, rows_fetch
 from kellyos.events import event_publish
 from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
@@ -54,6 +56,10 @@ logger = logging.getLogger(__name__)
 TRANS_ID_LOCK_SPACE = 2200
 # A log still RECEIVED this long after arrival was abandoned mid-booking (a worker died).
 STUCK_AFTER = timedelta(minutes=5)
+# Log states whose confirmation has not been booked (REFUSED: held until someone checks the caller).
+UNBOOKED = (WebhookStatus.RECEIVED, WebhookStatus.FAILED, WebhookStatus.REFUSED)
+# Times a booking is tried when PostgreSQL aborts it for a deadlock or serialization conflict.
+BOOKING_ATTEMPTS = 3
 # TransTime this far before the callback arrived is not believed (pull recovers up to 48 h back).
 TRANS_TIME_SLACK = timedelta(days=3)
 CLOCK_TOLERANCE = timedelta(minutes=5)
@@ -78,15 +84,27 @@ def webhook_log_record(
     *, kind: str, body: bytes, headers: dict[str, str], source_ip: str | None
 ) -> WebhookLog:
     """Write the raw callback in its own committed transaction, before anything else is tried."""
-    with transaction.atomic(durable=True):
-        return WebhookLog.objects.create(
-            kind=kind,
-            # Stored as text: bytes that are not UTF-8, and NUL (which PostgreSQL text cannot hold),
-            # become U+FFFD. Booking reads this same text, so what is logged is what is booked.
-            body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-            headers={key: value.replace("\x00", "\ufffd") for key, value in headers.items()},
-            source_ip=source_ip,
+    log = WebhookLog(
+        kind=kind,
+        # Stored as text: bytes that are not UTF-8, and NUL (which PostgreSQL text cannot hold),
+        # become U+FFFD. Booking reads this same text, so what is logged is what is booked.
+        body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+        headers={key: value.replace("\x00", "\ufffd") for key, value in headers.items()},
+        source_ip=source_ip,
+        received_at=timezone.now(),
+    )
+    # Hand-written, like the booking's final update below: these two run on every callback.
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO mpesa_webhooklog (kind, received_at, source_ip, headers, body, status, detail, "
+            "trans_id, attempts, lock_conflict_retries) VALUES (%s, %s, %s, %s::jsonb, %s, %s, '', '', 0, 0) "
+            "RETURNING id",
+            [kind, log.received_at, source_ip, json.dumps(log.headers), log.body, log.status],
         )
+        (log.pk,) = cursor.fetchone()
+    log._state.adding = False
+    log._state.db = connection.alias
+    return log
 
 
 def webhook_log_close(*, log: WebhookLog, status: str, detail: str = "", trans_id: str = "") -> None:
@@ -120,19 +138,44 @@ def c2b_confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog
 
 def _confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
     changes: dict[str, Any]
-    try:
-        with transaction.atomic():
-            status, detail, receipt = receipt_book(log=log, payment=payment)
-            changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": timezone.now()}
+    for attempt in range(1, BOOKING_ATTEMPTS + 1):
+        retries = attempt - 1
+        try:
+            with transaction.atomic():
+                # The log row first, as the retry path locks it (skipping locked ones): a retry run
+                # never takes a confirmation that is being booked now, and the two never deadlock.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT status FROM mpesa_webhooklog WHERE id = %s FOR UPDATE", [log.pk])
+                    (current,) = cursor.fetchone()
+                if current not in UNBOOKED:
+                    log.refresh_from_db()  # another runner booked it while this one waited for the lock
+                    return log
+                status, detail, receipt = receipt_book(log=log, payment=payment)
+                now = timezone.now()
+                changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": now}
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "UPDATE mpesa_webhooklog SET trans_id = %s, attempts = attempts + 1, status = %s, "
+                        "detail = %s, receipt_id = %s, processed_at = %s, "
+                        "lock_conflict_retries = lock_conflict_retries + %s WHERE id = %s",
+                        [payment.trans_id, status, detail, receipt.pk, now, retries, log.pk],
+                    )  # fmt: skip
+            break
+        except Exception as exc:  # anything at all: the raw log is safe, and the retry books it later
+            if lock_conflict(exc) and attempt < BOOKING_ATTEMPTS:
+                # PostgreSQL chose this transaction as a deadlock's victim and rolled it back whole:
+                # booking again at once is safe, and is what the payer's money needs.
+                logger.warning("Booking %s hit a lock conflict (%s); booking it again", payment.trans_id, exc)
+                continue
+            logger.exception("Booking M-Pesa confirmation %s failed; it will be retried", payment.trans_id)
+            changes = {"status": WebhookStatus.FAILED, "detail": f"{type(exc).__name__}: {exc}"[:2000]}
             WebhookLog.objects.filter(pk=log.pk).update(
-                trans_id=payment.trans_id, attempts=F("attempts") + 1, **changes
+                trans_id=payment.trans_id,
+                attempts=F("attempts") + 1,
+                lock_conflict_retries=F("lock_conflict_retries") + retries,
+                **changes,
             )
-    except Exception as exc:  # anything at all: the raw log is safe, and the retry books it later
-        logger.exception("Booking M-Pesa confirmation %s failed; it will be retried", payment.trans_id)
-        changes = {"status": WebhookStatus.FAILED, "detail": f"{type(exc).__name__}: {exc}"[:2000]}
-        WebhookLog.objects.filter(pk=log.pk).update(
-            trans_id=payment.trans_id, attempts=F("attempts") + 1, **changes
-        )
+            break
     for field, value in {**changes, "trans_id": payment.trans_id, "attempts": log.attempts + 1}.items():
         setattr(log, field, value)
     return log
@@ -356,7 +399,7 @@ def receipt_book(
         cursor.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [TRANS_ID_LOCK_SPACE, payment.trans_id]
         )
-    first = MpesaReceipt.objects.filter(trans_id=payment.trans_id).first()
+    first = row_first(MpesaReceipt, "trans_id = %s", [payment.trans_id])
     if first is not None:
         differences = _differences(first, payment)
         if not differences:
@@ -429,9 +472,9 @@ def receipt_book(
             "account": receipt.bill_ref_number, "status": receipt.get_status_display(),
             "unallocated_amount": receipt.unallocated_amount, "time": receipt.trans_time,
             "sale": booking_sale_reference(receipt),
-            "unallocated_count": MpesaReceipt.objects.filter(
-                unallocated_amount__gt=0, payment__isnull=True
-            ).count(),
+            "unallocated_count": rows_fetch(
+                "SELECT count(*) FROM mpesa_mpesareceipt WHERE unallocated_amount > 0 AND payment_id IS NULL"
+            )[0][0],
         },
     )  # fmt: skip
     return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
@@ -532,9 +575,11 @@ def _validation_answer(payment: C2BPayment) -> tuple[str, str]:
 
 def _paid_on(*, customer: Customer, day: date) -> Decimal:
     start = datetime.combine(day, time.min, tzinfo=NAIROBI)
-    total = MpesaReceipt.objects.filter(
-        customer=customer, trans_time__gte=start, trans_time__lt=start + timedelta(days=1)
-    ).aggregate(total=Sum("amount"))["total"]
+    [(total,)] = rows_fetch(
+        "SELECT sum(amount) FROM mpesa_mpesareceipt WHERE customer_id = %s AND trans_time >= %s "
+        "AND trans_time < %s",
+        [customer.pk, start, start + timedelta(days=1)],
+    )
     return total or ZERO
 
 

@@ -12,7 +12,9 @@ from invoices.models import InvoiceStatus, Payment
 from ledger.chart import MPESA_CASH
 from ledger.models import JournalEntry
 from ledger.selectors import account_balance, ledger_verify
+from mpesa.callbacks import c2b_payment_parse
 from mpesa.models import MpesaReceipt, WebhookLog, WebhookStatus
+from mpesa.services.c2b import c2b_confirmation_book
 from tests.invoices.factories import InvoiceFactory
 from tests.mpesa import payloads
 from tests.threads import run_in_threads
@@ -105,3 +107,83 @@ def test_two_processes_delivering_one_trans_id_book_it_once():
     assert MpesaReceipt.objects.count() == 1
     assert JournalEntry.objects.filter(cause_kind="receipt", cause_id="TKPROCESS1").count() == 1
     assert ledger_verify()["is_valid"]
+
+
+def _inject_deadlocks(cursor, *, times):
+    """Make PostgreSQL abort the next `times` payment inserts as a deadlock victim (SQLSTATE 40P01).
+    A sequence counts them: it is not rolled back with the aborted transaction."""
+    cursor.execute("CREATE SEQUENCE test_deadlock_count")
+    cursor.execute(
+        "CREATE FUNCTION test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF nextval('test_deadlock_count') <= {times} THEN"
+        " RAISE EXCEPTION 'deadlock detected (injected)' USING ERRCODE = '40P01'; END IF;"
+        " RETURN NEW; END $$"
+    )
+    cursor.execute(
+        "CREATE TRIGGER test_deadlock BEFORE INSERT ON invoices_payment"
+        " FOR EACH ROW EXECUTE FUNCTION test_deadlock()"
+    )
+
+
+def _remove_deadlocks(cursor):
+    cursor.execute("DROP TRIGGER test_deadlock ON invoices_payment")
+    cursor.execute("DROP FUNCTION test_deadlock()")
+    cursor.execute("DROP SEQUENCE test_deadlock_count")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_victim_is_booked_again_at_once_and_counted(settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    invoice = InvoiceFactory(amount=D("1000.00"))
+    with connection.cursor() as cursor:
+        _inject_deadlocks(cursor, times=1)
+    try:
+        response = confirm(payloads.c2b(trans_id="TKDEAD0001", amount="400", account=invoice.number))
+    finally:
+        with connection.cursor() as cursor:
+            _remove_deadlocks(cursor)
+    assert response.json() == SUCCESS
+    log = WebhookLog.objects.get()
+    assert (log.status, log.attempts, log.lock_conflict_retries) == (WebhookStatus.PROCESSED, 1, 1)
+    assert MpesaReceipt.objects.count() == 1 and Payment.objects.count() == 1
+    invoice.refresh_from_db()
+    assert invoice.amount_paid == D("400.00")
+    metrics = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
+    assert "kellyos_booking_lock_conflict_retries_total 1\n" in metrics
+    assert ledger_verify()["is_valid"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_booking_that_keeps_deadlocking_is_left_failed_for_the_retry_path():
+    invoice = InvoiceFactory(amount=D("1000.00"))
+    with connection.cursor() as cursor:
+        _inject_deadlocks(cursor, times=3)
+    try:
+        response = confirm(payloads.c2b(trans_id="TKDEAD0002", amount="400", account=invoice.number))
+    finally:
+        with connection.cursor() as cursor:
+            _remove_deadlocks(cursor)
+    assert response.json() == SUCCESS  # the raw body is stored; mpesa_retry_failed books it
+    log = WebhookLog.objects.get()
+    assert (log.status, log.lock_conflict_retries) == (WebhookStatus.FAILED, 2)
+    assert not MpesaReceipt.objects.exists() and not Payment.objects.exists()
+    call_command("mpesa_retry_failed")
+    log.refresh_from_db()
+    assert log.status == WebhookStatus.PROCESSED and MpesaReceipt.objects.count() == 1
+    assert ledger_verify()["is_valid"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_another_runner_has_booked_meanwhile_is_left_as_it_is():
+    invoice = InvoiceFactory(amount=D("1000.00"))
+    payload = payloads.c2b(trans_id="TKRACE0001", amount="300", account=invoice.number)
+    assert confirm(payload).json() == SUCCESS
+    log = WebhookLog.objects.get()
+    stale = WebhookLog.objects.get(pk=log.pk)
+    stale.status = WebhookStatus.RECEIVED  # what a request that waited for the log's lock had read
+
+    c2b_confirmation_book(log=stale, payment=c2b_payment_parse(payloads.body(payload)))
+
+    log.refresh_from_db()
+    assert (stale.status, log.status, log.attempts) == (WebhookStatus.PROCESSED, WebhookStatus.PROCESSED, 1)
+    assert MpesaReceipt.objects.count() == 1 and Payment.objects.count() == 1
