@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from customers.api.views import CustomerListCreateApi
 from invoices.api.views import CustomerStatementApi, InvoiceListCreateApi
@@ -43,6 +44,10 @@ urlpatterns = [
     path("api/invoices", InvoiceListCreateApi.as_view(), name="api-invoices"),
     path("api/pos", SaleListCreateApi.as_view(), name="api-pos"),
     path("api/reports", ReportsApi.as_view(), name="api-reports"),
+    # The OpenAPI schema and Swagger UI (for staff). The split view loads its start-up script from a
+    # URL of its own instead of an inline one, as the Content-Security-Policy requires.
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     # Safaricom refuses callback URLs containing "mpesa", "safaricom", "query", "sql", "cmd", "exe".
     path("api/webhooks/c2b/<str:token>/validation", C2BValidationApi.as_view(), name="c2b-validation"),
     path("api/webhooks/c2b/<str:token>/confirmation", C2BConfirmationApi.as_view(), name="c2b-confirmation"),

@@ -27,6 +27,8 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -143,6 +145,29 @@ class ReportsApi(APIView):
         "GET": ["ledger.view_account", "invoices.view_invoice", "mpesa.view_mpesareceipt"]
     }
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "type",
+                str,
+                required=True,
+                enum=[
+                    *("trial_balance", "balance", "ledger", "verify"),
+                    *("aged_receivables", "collections", "unallocated"),
+                ],
+            ),
+            OpenApiParameter("from", OpenApiTypes.DATE, description="Default: the 1st of the month of `to`"),
+            OpenApiParameter("to", OpenApiTypes.DATE, description="Default: today"),
+            OpenApiParameter("account", str, description="The account code, for type=ledger"),
+            OpenApiParameter("format", str, enum=["csv"], description="csv: the same table as a download"),
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="report, the period lock, columns, and rows"
+            ),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="with format=csv"),
+        },
+    )
     def get(self, request: Request) -> HttpResponseBase:
         today = timezone.localdate()
         try:

@@ -1,5 +1,6 @@
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -11,6 +12,7 @@ from customers.api.serializers import CustomerInputSerializer, CustomerOutputSer
 from customers.exceptions import CustomerValidationError
 from customers.selectors import customer_code_normalize, customer_list_with_positions
 from customers.services import customer_create
+from kellyos.api import paginated
 
 
 class CustomerListCreateApi(APIView):
@@ -19,6 +21,16 @@ class CustomerListCreateApi(APIView):
 
     required_permissions = {"GET": ["customers.view_customer"], "POST": ["customers.add_customer"]}
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("customerId", str, description="A customer code, e.g. CUST-0001"),
+            OpenApiParameter("page", int),
+        ],
+        responses={
+            200: paginated("PaginatedCustomerList", CustomerOutputSerializer),
+            404: OpenApiResponse(description="No customer with that code, or no such page."),
+        },
+    )
     def get(self, request: Request) -> Response:
         customers = customer_list_with_positions().order_by("code")
         code = request.query_params.get("customerId")
@@ -30,6 +42,9 @@ class CustomerListCreateApi(APIView):
         page = paginator.paginate_queryset(customers, request, view=self)
         return paginator.get_paginated_response(CustomerOutputSerializer(page, many=True).data)
 
+    @extend_schema(
+        request={"application/json": CustomerInputSerializer}, responses={201: CustomerOutputSerializer}
+    )
     def post(self, request: Request) -> Response:
         serializer = CustomerInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -3,6 +3,8 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -23,6 +25,7 @@ from invoices.forms import StatementPeriodForm
 from invoices.models import OPEN_STATUSES, Invoice, InvoiceStatus
 from invoices.selectors import customer_statement_get, invoice_list
 from invoices.services import InvoiceLineInput, invoice_create
+from kellyos.api import paginated
 
 OUTSTANDING = "outstanding"
 
@@ -55,6 +58,21 @@ class InvoiceListCreateApi(APIView):
 
     required_permissions = {"GET": ["invoices.view_invoice"], "POST": ["invoices.add_invoice"]}
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("customerId", str, description="A customer code, e.g. CUST-0001"),
+            OpenApiParameter(
+                "status",
+                str,
+                enum=[OUTSTANDING, *(value.lower() for value in InvoiceStatus.values), *InvoiceStatus.values],
+            ),
+            OpenApiParameter("page", int),
+        ],
+        responses={
+            200: paginated("PaginatedInvoiceList", InvoiceOutputSerializer),
+            404: OpenApiResponse(description="No customer with that code, or no such page."),
+        },
+    )
     def get(self, request: Request) -> Response:
         filters = InvoiceFilter(request.query_params, queryset=invoice_list().prefetch_related("lines"))
         if not filters.is_valid():
@@ -69,6 +87,10 @@ class InvoiceListCreateApi(APIView):
         page = paginator.paginate_queryset(filters.qs.order_by("issue_date", "number"), request, view=self)
         return paginator.get_paginated_response(InvoiceOutputSerializer(page, many=True).data)
 
+    @extend_schema(
+        request={"application/json": InvoiceInputSerializer},
+        responses={201: InvoiceOutputSerializer, 404: OpenApiResponse(description="No such customer.")},
+    )
     def post(self, request: Request) -> Response:
         serializer = InvoiceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -98,6 +120,13 @@ class CustomerStatementApi(APIView):
 
     required_permissions = {"GET": ["customers.view_customer", "invoices.view_invoice"]}
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATE, description="Default: the 1st of this month"),
+            OpenApiParameter("to", OpenApiTypes.DATE, description="Last day (default: today)"),
+        ],
+        responses={200: StatementOutputSerializer, 404: OpenApiResponse(description="No such customer.")},
+    )
     def get(self, request: Request, customer_id: int) -> Response:
         customer = get_object_or_404(Customer, pk=customer_id)
         period = StatementPeriodForm(

@@ -4,6 +4,7 @@ Safe by default: DEBUG is off unless set, and without DEBUG the process refuses 
 SECRET_KEY. See `.env.example` for every variable.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
@@ -222,3 +223,61 @@ MPESA_HTTP_TIMEOUT = env.float("MPESA_HTTP_TIMEOUT", default=10.0)
 MPESA_INITIATOR_NAME = env.str("MPESA_INITIATOR_NAME", default="")
 MPESA_INITIATOR_PASSWORD = env.str("MPESA_INITIATOR_PASSWORD", default="")
 MPESA_CERTIFICATE_PATH = env.str("MPESA_CERTIFICATE_PATH", default="")
+
+# --- Hostile input: API schema and docs, login throttling, Content-Security-Policy --------------
+# Kept in one block so the hardening reads as a whole; see README "Security".
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "axes"]
+# Right after SecurityMiddleware, so even an error page carries the policy.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "kellyos.security.ContentSecurityPolicyMiddleware",
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # axes wants to be last: it answers locked-out logins
+
+# OpenAPI 3 schema at /api/schema/, Swagger UI at /api/docs/ (files from the sidecar, no CDN). Both are
+# for staff: the schema describes every endpoint, including the webhooks.
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kelly OS API",
+    "DESCRIPTION": "Receivables, till sales and M-Pesa callbacks. Amounts are strings with two decimals.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "kellyos.api.schema_add_refusals",
+    ],
+}
+
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for one user name from one
+# address, that pair is refused (429) for AXES_COOLOFF_MINUTES, at /admin/login/ and /accounts/login/
+# alike. Locking the pair, not the name alone, keeps an attacker from locking a cashier out from
+# elsewhere. `manage.py axes_reset` lifts every lock.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client address is the direct peer unless AXES_PROXY_COUNT says how many of our own proxies
+# stand in front; otherwise anyone could pick their address with an X-Forwarded-For header.
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+
+# Content-Security-Policy (kellyos.security). Scripts only from our own origin or carrying this
+# request's nonce. Styles may be inline: the till, statement and admin pages use <style> blocks and
+# style attributes, and CSS cannot run code. Nothing may frame us, forms post only to us.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -40,6 +41,17 @@ class JsonWhateverTheCallerAccepts(BaseContentNegotiation):
         return renderer, renderer.media_type
 
 
+# What Safaricom is answered; ResultCode is "0" or a C2B000xx code for validation, a number otherwise.
+_ANSWER = {
+    "type": "object",
+    "properties": {
+        "ResultCode": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "ResultDesc": {"type": "string"},
+    },
+    "required": ["ResultCode", "ResultDesc"],
+}
+
+
 class WebhookApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
@@ -47,6 +59,19 @@ class WebhookApi(APIView):
     content_negotiation_class = JsonWhateverTheCallerAccepts
     kind = ""
 
+    @extend_schema(
+        tags=["webhooks"],
+        description="Called by Safaricom, from its addresses, with the secret token in the path.",
+        request={"application/json": {"type": "object", "additionalProperties": True}},
+        responses={
+            200: OpenApiResponse(_ANSWER, description="Taken (or, for validation, the answer)."),
+            400: OpenApiResponse(_ANSWER, description="Not a callback of this kind; logged as rejected."),
+            403: OpenApiResponse(_ANSWER, description="The caller's address is not allowed; logged."),
+            404: OpenApiResponse(description="Wrong token, or webhooks are off (no token set)."),
+            411: OpenApiResponse(_ANSWER, description="No Content-Length."),
+            413: OpenApiResponse(_ANSWER, description="Body over MPESA_WEBHOOK_MAX_BODY."),
+        },
+    )
     def post(self, request: Request, token: str) -> Response:
         if not webhook_token_matches(token):
             raise Http404

@@ -37,8 +37,11 @@ def result_parse(body: str) -> dict[str, Any]:
     try:
         # Amounts arrive as JSON numbers: keep their exact text rather than a float.
         data = json.loads(body, parse_float=str)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json reads
         raise ValueError("the body is not JSON") from exc
+    # JSON can write NUL only as this escape; PostgreSQL text cannot hold it, and M-Pesa never sends it.
+    if "\\u0000" in body:
+        raise ValueError("the body contains a NUL character")
     result = data.get("Result") if isinstance(data, dict) else None
     if not isinstance(result, dict) or not (
         result.get("OriginatorConversationID") or result.get("ConversationID")
@@ -48,8 +51,11 @@ def result_parse(body: str) -> dict[str, Any]:
 
 
 def result_parameters(result: dict[str, Any]) -> dict[str, Any]:
-    # A single parameter arrives as an object rather than a list of one.
-    items = (result.get("ResultParameters") or {}).get("ResultParameter") or []
+    parameters = result.get("ResultParameters")
+    items = parameters.get("ResultParameter") if isinstance(parameters, dict) else None
+    # A single parameter arrives as an object rather than a list of one; anything else is no parameters.
     if isinstance(items, dict):
         items = [items]
+    if not isinstance(items, list):
+        return {}
     return {str(item["Key"]): item.get("Value") for item in items if isinstance(item, dict) and "Key" in item}

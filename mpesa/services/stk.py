@@ -141,6 +141,10 @@ def stk_callback_process(*, log: WebhookLog) -> None:
                 return
             detail = _settle(push, code=code, description=description, items=items, log=log)
             webhook_log_close(log=log, status=WebhookStatus.PROCESSED, detail=detail)
+    except MalformedCallbackError as exc:
+        # A "paid" callback that names no receipt or amount cannot be booked however often it is
+        # retried; the prompt stays unanswered and its query or C2B confirmation settles it.
+        webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=str(exc))
     except Exception as exc:  # the raw log is kept: retried like a failed confirmation
         logger.exception("STK callback #%s failed", log.pk)
         webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000])
@@ -256,7 +260,7 @@ def _stk_callback_parse(body: bytes) -> tuple[str, str, str, dict[str, Any]]:
         data = json.loads(body, parse_float=Decimal)
         callback = data["Body"]["stkCallback"]
         checkout_id = str(callback["CheckoutRequestID"]).strip()
-        code = str(callback["ResultCode"]).strip()
+        code = str(callback["ResultCode"]).strip()[:20]  # the width of StkPush.result_code
         description = str(callback.get("ResultDesc", ""))
         items = {
             str(item.get("Name")): item.get("Value")

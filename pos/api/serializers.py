@@ -30,5 +30,5 @@ class SaleOutputSerializer(serializers.Serializer):
     amount_paid = serializers.DecimalField(max_digits=14, decimal_places=2)
     balance_due = serializers.DecimalField(max_digits=14, decimal_places=2)
     created_at = serializers.DateTimeField()
-    paid_at = serializers.DateTimeField()
+    paid_at = serializers.DateTimeField(allow_null=True)  # null until paid
     items = SaleLineOutputSerializer(source="lines", many=True)

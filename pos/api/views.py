@@ -1,5 +1,6 @@
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -7,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from kellyos.api import paginated
 from pos.api.serializers import SaleInputSerializer, SaleOutputSerializer
 from pos.exceptions import SaleValidationError
 from pos.models import Product, Sale, SaleStatus
@@ -19,6 +21,17 @@ class SaleListCreateApi(APIView):
 
     required_permissions = {"GET": ["pos.view_sale"], "POST": ["pos.add_sale"]}
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("posId", str, description="A sale number, e.g. POS-000001"),
+            OpenApiParameter("status", str, enum=[value.lower() for value in SaleStatus.values]),
+            OpenApiParameter("page", int),
+        ],
+        responses={
+            200: paginated("PaginatedSaleList", SaleOutputSerializer),
+            404: OpenApiResponse(description="No such sale, or no such page."),
+        },
+    )
     def get(self, request: Request) -> Response:
         sales = Sale.objects.prefetch_related("lines").order_by("-created_at")
         if not request.user.is_staff:  # a cashier sees their own sales; accountants see all
@@ -39,6 +52,7 @@ class SaleListCreateApi(APIView):
         page = paginator.paginate_queryset(sales, request, view=self)
         return paginator.get_paginated_response(SaleOutputSerializer(page, many=True).data)
 
+    @extend_schema(request={"application/json": SaleInputSerializer}, responses={201: SaleOutputSerializer})
     def post(self, request: Request) -> Response:
         serializer = SaleInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
