@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Drill: run the test suite through a real PgBouncer in transaction mode, in front of the PostgreSQL
+# that DATABASE_URL names, the way production runs (DATABASE_POOLING=transaction, LISTEN direct).
+#
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/kellyos deploy/pgbouncer/check.sh [PYTEST ARGS]
+#
+# Without arguments: the ledger, receivables, till and M-Pesa tests (bookings, concurrency, webhooks)
+# and the live updates. It starts its own pgbouncer on a free port of 127.0.0.1 (trust auth, config
+# in a temporary directory), stops it afterwards and drops the test database it made; the server is
+# not reconfigured. Prints PgBouncer's own count of the transactions and queries it carried.
+# Exits 0 with SKIP when pgbouncer is not installed (Debian: apt-get install pgbouncer).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-.venv/bin/python}
+
+if ! command -v pgbouncer >/dev/null; then
+    echo "SKIP: pgbouncer is not installed (apt-get install pgbouncer); nothing was run."
+    exit 0
+fi
+if [ -z "${DATABASE_URL:-}" ]; then
+    echo "DATABASE_URL must name the PostgreSQL server to put PgBouncer in front of." >&2
+    exit 2
+fi
+
+# host, port, user and database from DATABASE_URL, and a free port for pgbouncer.
+read -r PG_HOST PG_PORT PG_USER PG_NAME PGB_PORT < <("$PYTHON" - <<'PY'
+import os, socket
+from urllib.parse import urlsplit
+url = urlsplit(os.environ["DATABASE_URL"])
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    free = s.getsockname()[1]
+print(url.hostname or "127.0.0.1", url.port or 5432, url.username or "postgres", url.path.lstrip("/") or "kellyos", free)
+PY
+)
+DRILL_NAME="${PG_NAME}_pgbouncer"
+TEST_DB="test_${DRILL_NAME}"
+DIRECT="postgres://${PG_USER}@${PG_HOST}:${PG_PORT}"
+
+WORK=$(mktemp -d /tmp/kellyos-pgbouncer.XXXXXX)
+RUN_AS=()
+if [ "$(id -u)" = 0 ]; then  # pgbouncer refuses to run as root
+    chown nobody "$WORK"
+    RUN_AS=(runuser -u nobody --)
+fi
+chmod 755 "$WORK"
+
+cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+* = host=${PG_HOST} port=${PG_PORT}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${PGB_PORT}
+unix_socket_dir =
+auth_type = trust
+auth_file = ${WORK}/userlist.txt
+admin_users = ${PG_USER}
+pool_mode = transaction
+max_client_conn = 400
+default_pool_size = ${PGB_POOL_SIZE:-20}
+log_connections = 0
+log_disconnections = 0
+logfile = ${WORK}/pgbouncer.log
+pidfile = ${WORK}/pgbouncer.pid
+INI
+printf '"%s" ""\n' "$PG_USER" >"$WORK/userlist.txt"
+chmod 644 "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
+
+drop_test_database() {
+    psql -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres \
+        -c "DROP DATABASE IF EXISTS \"${TEST_DB}\" WITH (FORCE)" >/dev/null
+}
+
+stop() {
+    if [ -s "$WORK/pgbouncer.pid" ]; then
+        kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+    fi
+    wait "$PGB" 2>/dev/null || true
+    drop_test_database || true
+    rm -rf "$WORK"
+}
+
+drop_test_database
+"${RUN_AS[@]}" pgbouncer --quiet "$WORK/pgbouncer.ini" &
+PGB=$!
+trap stop EXIT
+for _ in $(seq 50); do
+    pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" && break
+    sleep 0.1
+done
+pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" || { cat "$WORK/pgbouncer.log" >&2; exit 1; }
+pgbouncer --version | head -1
+echo "pgbouncer on 127.0.0.1:${PGB_PORT}, pool_mode = transaction, default_pool_size = ${PGB_POOL_SIZE:-20}, in front of ${PG_HOST}:${PG_PORT}"
+
+if [ $# -eq 0 ]; then
+    set -- tests/ledger tests/customers tests/invoices tests/pos tests/mpesa tests/kellyos/test_events.py \
+        tests/kellyos/test_pooling.py -q
+fi
+status=0
+# --reuse-db: Django's drop at the end would go through PgBouncer, which still holds server
+# connections to the test database; it is dropped directly afterwards instead.
+DATABASE_URL="postgres://${PG_USER}@127.0.0.1:${PGB_PORT}/${DRILL_NAME}" \
+    DATABASE_POOLING=transaction EVENTS_DATABASE_URL="$DIRECT" \
+    .venv/bin/pytest --reuse-db -p no:cacheprovider "$@" || status=$?
+
+echo "PgBouncer's counters for ${TEST_DB} (SHOW STATS):"
+psql -h 127.0.0.1 -p "$PGB_PORT" -U "$PG_USER" -d pgbouncer -A -F ' ' -c "SHOW STATS" \
+    | awk -v db="$TEST_DB" 'NR==1 {for (i = 1; i <= NF; i++) col[$i] = i}
+        $1 == db {print "  transactions " $col["total_xact_count"] ", queries " $col["total_query_count"]}'
+exit $status
