@@ -46,30 +46,37 @@ if [ "$(id -u)" = 0 ]; then  # pgbouncer refuses to run as root
 fi
 chmod 755 "$WORK"
 
-cat >"$WORK/pgbouncer.ini" <<INI
-[databases]
-* = host=${PG_HOST} port=${PG_PORT}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = ${PGB_PORT}
-unix_socket_dir =
-auth_type = trust
-auth_file = ${WORK}/userlist.txt
-admin_users = ${PG_USER}
-pool_mode = transaction
-max_client_conn = 400
-default_pool_size = ${PGB_POOL_SIZE:-20}
-log_connections = 0
-log_disconnections = 0
-logfile = ${WORK}/pgbouncer.log
-pidfile = ${WORK}/pgbouncer.pid
-INI
+# deploy/pgbouncer/pgbouncer.ini as shipped (pool mode, pool sizes, timeouts), with only where it
+# listens, whom it trusts and where it writes moved into the sandbox.
+PG_HOST=$PG_HOST PG_PORT=$PG_PORT PG_USER=$PG_USER PGB_PORT=$PGB_PORT WORK=$WORK "$PYTHON" - <<'PY'
+import os, re
+e = os.environ
+override = {
+    "listen_addr": "127.0.0.1", "listen_port": e["PGB_PORT"], "unix_socket_dir": "",
+    "auth_type": "trust", "auth_file": f"{e['WORK']}/userlist.txt",
+    "admin_users": e["PG_USER"], "stats_users": e["PG_USER"],
+    "logfile": f"{e['WORK']}/pgbouncer.log", "pidfile": f"{e['WORK']}/pgbouncer.pid",
+}
+if e.get("PGB_POOL_SIZE"):
+    override["default_pool_size"] = e["PGB_POOL_SIZE"]
+lines, section = [], None
+for line in open("deploy/pgbouncer/pgbouncer.ini"):
+    if m := re.match(r"\[(\w+)\]", line):
+        section = m[1]
+    elif section == "databases" and re.match(r"\w+\s*=", line):
+        line = f"* = host={e['PG_HOST']} port={e['PG_PORT']}\n"  # any database name, as the tests need
+    elif section == "pgbouncer" and (m := re.match(r"(\w+)\s*=", line)) and m[1] in override:
+        line = f"{m[1]} = {override[m[1]]}\n"
+        if m[1] == "auth_type":  # roles the tests create on the fly are looked up in pg_shadow
+            line += f"auth_user = {e['PG_USER']}\n"
+    lines.append(line)
+open(f"{e['WORK']}/pgbouncer.ini", "w").write("".join(lines))
+PY
 printf '"%s" ""\n' "$PG_USER" >"$WORK/userlist.txt"
 chmod 644 "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
 
 drop_test_database() {
-    psql -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres \
+    PGOPTIONS="-c client_min_messages=warning" psql -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres \
         -c "DROP DATABASE IF EXISTS \"${TEST_DB}\" WITH (FORCE)" >/dev/null
 }
 
@@ -91,8 +98,9 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" || { cat "$WORK/pgbouncer.log" >&2; exit 1; }
-pgbouncer --version | head -1
-echo "pgbouncer on 127.0.0.1:${PGB_PORT}, pool_mode = transaction, default_pool_size = ${PGB_POOL_SIZE:-20}, in front of ${PG_HOST}:${PG_PORT}"
+echo "$(pgbouncer --version | head -1) on 127.0.0.1:${PGB_PORT}, in front of ${PG_HOST}:${PG_PORT}:"
+grep -E '^(pool_mode|default_pool_size|reserve_pool_size|max_client_conn|query_wait_timeout|idle_transaction_timeout) ' \
+    "$WORK/pgbouncer.ini" | sed 's/^/  /' 
 
 if [ $# -eq 0 ]; then
     set -- tests/ledger tests/customers tests/invoices tests/pos tests/mpesa tests/kellyos/test_events.py \
