@@ -90,6 +90,8 @@ def event_listener_connect() -> psycopg.Connection[Any]:
             **direct.get("OPTIONS", {}),
         }
         params = {key: value for key, value in params.items() if value not in ("", None)}
+        # An unreachable server must not hold a gunicorn thread for the operating system's TCP timeout.
+        params.setdefault("connect_timeout", 10)
     listener = psycopg.connect(**params, autocommit=True)
     try:
         listener.execute(f"LISTEN {CHANNEL}")
