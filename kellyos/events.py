@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.utils import timezone
@@ -57,12 +58,8 @@ def event_latest_id() -> int:
 def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_seconds: float) -> Iterator[str]:
     """SSE lines: first what was missed since `last_event_id`, then live events, with heartbeats,
     for at most `max_seconds` (the browser reconnects by itself and resumes)."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
     try:
-        with psycopg.connect(**params, autocommit=True) as listener:
-            listener.execute(f"LISTEN {CHANNEL}")
+        with event_listener_connect() as listener:
             # The newest id now: a browser that reconnects before any event arrives still resumes here.
             newest = event_latest_id()
             yield f"retry: 2000\nid: {max(newest, last_event_id or 0)}\n\n"
@@ -85,6 +82,45 @@ def event_stream(*, last_event_id: int | None, wants: dict[str, str], max_second
                         yield _sse(event)
     finally:
         connection.close()  # this thread's Django connection (event rows), also when the browser left
+
+
+def event_listener_connect() -> psycopg.Connection[Any]:
+    """A connection of its own, already listening: to `EVENTS_DATABASE_URL` when set, since behind
+    PgBouncer in transaction mode a LISTEN would stay on a server connection others then borrow, and
+    nothing would be heard. NOTIFY is per database, so it joins the database the application's own
+    connection is in unless the URL names one."""
+    direct = settings.EVENTS_DATABASE
+    params: dict[str, Any]
+    if direct is None:
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+    else:
+        params = {
+            "host": direct["HOST"],
+            "port": direct["PORT"],
+            "user": direct["USER"],
+            "password": direct["PASSWORD"],
+            "dbname": direct["NAME"] or _current_database(),
+            **direct.get("OPTIONS", {}),
+        }
+        params = {key: value for key, value in params.items() if value not in ("", None)}
+        # An unreachable server must not hold a gunicorn thread for the operating system's TCP timeout.
+        params.setdefault("connect_timeout", 10)
+    listener = psycopg.connect(**params, autocommit=True)
+    try:
+        listener.execute(f"LISTEN {CHANNEL}")
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def _current_database() -> str:
+    """The real database name: through PgBouncer, DATABASE_URL names PgBouncer's alias for it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        return str(cursor.fetchone()[0])
 
 
 def _replay(last_event_id: int, wants: dict[str, str]) -> list[Event]:

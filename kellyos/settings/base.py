@@ -103,6 +103,29 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # each business operation owns its transaction
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Connection pooling (deploy/README.md) ---------------------------------------------------------
+# DATABASE_POOLING=transaction says DATABASE_URL is a PgBouncer in transaction mode: each transaction
+# may run on a different server connection, so nothing this process does may outlive a transaction.
+DATABASE_POOLING = env.str("DATABASE_POOLING", default="none")
+if DATABASE_POOLING not in {"none", "transaction"}:
+    raise ImproperlyConfigured(f"DATABASE_POOLING must be none or transaction, not {DATABASE_POOLING!r}.")
+# LISTEN belongs to one server session, so live updates listen on a direct connection to PostgreSQL
+# (host, port, user, password; the database defaults to the one the application's connection is in).
+EVENTS_DATABASE = env.db("EVENTS_DATABASE_URL") if env.str("EVENTS_DATABASE_URL", default="") else None
+if DATABASE_POOLING == "transaction":
+    # A server-side cursor opened outside a transaction is WITH HOLD, and its next rows would be asked
+    # of whichever server connection PgBouncer hands out next.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # A prepared statement lives on one server connection, and PgBouncer before 1.21 cannot follow it.
+    # Django already leaves them off; this keeps a `?prepare_threshold=` in DATABASE_URL from
+    # turning them on.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+    if EVENTS_DATABASE is None:
+        raise ImproperlyConfigured(
+            "DATABASE_POOLING=transaction needs EVENTS_DATABASE_URL, a direct connection to PostgreSQL "
+            "(not through PgBouncer) for the live updates' LISTEN; through PgBouncer they would hear nothing."
+        )
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -4,13 +4,13 @@ import threading
 import time
 from decimal import Decimal
 
-import psycopg
 import pytest
 from django.contrib.auth.models import Group, Permission
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 
-from kellyos.events import CHANNEL, event_publish
+from kellyos.events import event_listener_connect as listener
+from kellyos.events import event_publish
 from kellyos.models import Event
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
@@ -18,15 +18,6 @@ from tests.mpesa import payloads
 from tests.pos.factories import SaleFactory
 
 CONFIRM = "/api/webhooks/c2b/test-webhook-token/confirmation"
-
-
-def listener():
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    conn = psycopg.connect(**params, autocommit=True)
-    conn.execute(f"LISTEN {CHANNEL}")
-    return conn
 
 
 def heard(conn, seconds=0.5):
