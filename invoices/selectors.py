@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from customers.models import Customer
 from customers.selectors import customer_code_normalize
@@ -89,6 +90,38 @@ def invoice_list() -> QuerySet[Invoice]:
 def invoice_list_outstanding(*, customer: Customer | None = None) -> QuerySet[Invoice]:
     invoices = invoice_list().filter(status__in=OPEN_STATUSES)
     return invoices if customer is None else invoices.filter(customer=customer)
+
+
+AGING_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
+
+
+def invoice_aging_by_customer(*, as_of: date) -> list[tuple[str, str, dict[str, Decimal]]]:
+    """Open invoice balances per customer (code, name) by days past due on `as_of`: current (not yet
+    due), 1-30, 31-60, 61-90, 90+. Summed in the database, one row per customer that owes."""
+    due = F("total") - F("amount_paid")
+    ranges = {
+        "current": Q(due_date__gte=as_of),
+        "1-30": Q(due_date__lt=as_of, due_date__gte=as_of - timedelta(days=30)),
+        "31-60": Q(due_date__lt=as_of - timedelta(days=30), due_date__gte=as_of - timedelta(days=60)),
+        "61-90": Q(due_date__lt=as_of - timedelta(days=60), due_date__gte=as_of - timedelta(days=90)),
+        "90+": Q(due_date__lt=as_of - timedelta(days=90)),
+    }
+    rows = (
+        Invoice.objects.filter(status__in=OPEN_STATUSES, issue_date__lte=as_of)
+        .values("customer__code", "customer__name")
+        .annotate(
+            **{f"bucket_{i}": Coalesce(Sum(due, filter=q), ZERO) for i, q in enumerate(ranges.values())}
+        )
+        .order_by("customer__code", "customer__name")
+    )
+    return [
+        (
+            row["customer__code"],
+            row["customer__name"],
+            {name: row[f"bucket_{i}"] for i, name in enumerate(AGING_BUCKETS)},
+        )
+        for row in rows
+    ]
 
 
 def customer_statement_get(*, customer: Customer, start: date, end: date) -> Statement:

@@ -1,9 +1,51 @@
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
 
+from kellyos.money import ZERO
 from ledger.chart import UNALLOCATED_RECEIPTS
+from mpesa.models import MpesaReceipt, ReceiptStatus
+
+COLLECTION_KINDS = ["invoice", "customer", "sale", "unallocated", "refunded"]
+
+
+def receipt_collections_by_day(
+    *, start: date, end: date
+) -> tuple[list[tuple[date, dict[str, Decimal]]], Decimal]:
+    """M-Pesa receipts per business day (Nairobi) from `start` to `end`, split by what they paid:
+    invoices named, customer accounts, till sales, the part held in suspense, and receipts since refunded
+    (counted whole, apart). Summed in the database, one row per day; also the period's total received."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    receipts = MpesaReceipt.objects.filter(
+        trans_time__gte=datetime.combine(start, time.min, tzinfo=zone),
+        trans_time__lt=datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone),
+    )
+    kept = ~Q(status=ReceiptStatus.REFUNDED)
+    sums = {
+        "invoice": Sum(
+            "payment__amount", filter=kept & Q(sale_payment__isnull=True, payment__invoice__isnull=False)
+        ),
+        "customer": Sum(
+            "payment__amount", filter=kept & Q(sale_payment__isnull=True, payment__invoice__isnull=True)
+        ),
+        "sale": Sum(F("amount") - F("unallocated_amount"), filter=kept & Q(sale_payment__isnull=False)),
+        "unallocated": Sum("unallocated_amount", filter=kept),
+        "refunded": Sum("amount", filter=Q(status=ReceiptStatus.REFUNDED)),
+    }
+    rows = (
+        receipts.annotate(day=TruncDate("trans_time", tzinfo=zone))
+        .values("day")
+        .annotate(**{kind: Coalesce(total, ZERO) for kind, total in sums.items()})
+        .order_by("day")
+    )
+    days = [(row["day"], {kind: row[kind] for kind in COLLECTION_KINDS}) for row in rows]
+    return days, receipts.aggregate(total=Sum("amount"))["total"] or ZERO
 
 
 def mpesa_verify() -> list[str]:
