@@ -19,6 +19,7 @@ from invoices.exceptions import ReceivablesError
 from invoices.forms import InvoiceForm, InvoiceLineFormSet, ReasonForm
 from invoices.models import Allocation, Invoice, InvoiceLine, InvoiceStatus, Payment
 from invoices.services import InvoiceLineInput, invoice_create, invoice_lines_replace, invoice_void
+from kellyos.admin_lists import IndexedSearchMixin, LargeListAdminMixin
 from kellyos.models import AuditEntry
 from kellyos.money import format_kes
 
@@ -87,7 +88,7 @@ admin.site.register(Customer, CustomerReceivablesAdmin)
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin[Invoice]):
+class InvoiceAdmin(IndexedSearchMixin, LargeListAdminMixin, admin.ModelAdmin[Invoice]):
     list_display = [
         "number",
         "customer",
@@ -280,7 +281,7 @@ class RecordsOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Payment)
-class PaymentAdmin(RecordsOnlyAdmin):
+class PaymentAdmin(IndexedSearchMixin, LargeListAdminMixin, RecordsOnlyAdmin):
     list_display = [
         "source_id",
         "source",
@@ -299,7 +300,7 @@ class PaymentAdmin(RecordsOnlyAdmin):
 
 
 @admin.register(Allocation)
-class AllocationAdmin(RecordsOnlyAdmin):
+class AllocationAdmin(IndexedSearchMixin, LargeListAdminMixin, RecordsOnlyAdmin):
     list_display = ["id", "created_at", "kind", "invoice", "payment", "amount"]
     list_filter = ["kind", "created_at"]
     search_fields = ["invoice__number", "payment__source_id", "invoice__customer__code"]

@@ -178,6 +178,8 @@ class MpesaReceipt(models.Model):
         ]
         indexes = [
             models.Index(fields=["customer", "trans_time"], name="mpesa_receipt_customer_day_idx"),
+            # The receipts list (newest first) and the collections report read by time.
+            models.Index(fields=["trans_time", "id"], name="mpesa_receipt_time_idx"),
             models.Index(
                 fields=["trans_time"],
                 name="mpesa_receipt_suspense_idx",
