@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Max, Min, Model, Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.text import smart_split, unescape_string_literal
 
@@ -23,7 +25,7 @@ from django.utils.text import smart_split, unescape_string_literal
 EXACT_COUNT_UP_TO = 20_000
 
 
-class EstimatedCountPaginator(Paginator):
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
@@ -45,11 +47,70 @@ def _planner_rows(queryset: Any) -> int | None:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-class LargeListAdminMixin:
-    """For lists of a table that grows with every payment: estimated totals, no second count."""
+class ProbedDatesQuerySet(QuerySet[Any]):
+    """The periods that have rows, for the admin's date drill-down, found by probing the date index once
+    per candidate year, month or day between the first and last row, instead of reading every row for
+    SELECT DISTINCT date_trunc(...). Same answer; cost grows with the periods shown, not the rows."""
 
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
+    def dates(self, field_name: str, kind: str, order: str = "ASC") -> Any:
+        return self._periods(field_name, kind, order, zone=None)
+
+    def datetimes(self, field_name: str, kind: str, order: str = "ASC", tzinfo: Any = None, **_: Any) -> Any:
+        return self._periods(field_name, kind, order, zone=tzinfo or timezone.get_current_timezone())
+
+    def _periods(self, field_name: str, kind: str, order: str, *, zone: tzinfo | None) -> list[Any]:
+        if kind not in ("year", "month", "day"):
+            raise ValueError(f"Unsupported period {kind!r}.")
+        span = self.aggregate(first=Min(field_name), last=Max(field_name))
+        if span["first"] is None:
+            return []
+        first, last = (_as_day(span[end], zone) for end in ("first", "last"))
+        periods = []
+        start = _period_start(first, kind)
+        while start <= last:
+            following = _period_after(start, kind)
+            if zone is None:
+                bounds = {f"{field_name}__gte": start, f"{field_name}__lt": following}
+            else:
+                bounds = {
+                    f"{field_name}__gte": datetime.combine(start, time.min, tzinfo=zone),
+                    f"{field_name}__lt": datetime.combine(following, time.min, tzinfo=zone),
+                }
+            if self.filter(**bounds).exists():
+                periods.append(start if zone is None else datetime.combine(start, time.min, tzinfo=zone))
+            start = following
+        return periods if order == "ASC" else periods[::-1]
+
+
+def _as_day(value: date | datetime, zone: tzinfo | None) -> date:
+    if isinstance(value, datetime):
+        return value.astimezone(zone).date() if zone else value.date()
+    return value
+
+
+def _period_start(day: date, kind: str) -> date:
+    return day.replace(month=1, day=1) if kind == "year" else day.replace(day=1) if kind == "month" else day
+
+
+def _period_after(start: date, kind: str) -> date:
+    if kind == "year":
+        return start.replace(year=start.year + 1)
+    if kind == "month":
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+class LargeListAdminMixin:
+    """For lists of a table that grows with every payment: estimated totals, no second count, and a
+    date drill-down read from the index."""
+
+    paginator: type[Paginator] = EstimatedCountPaginator  # type: ignore[type-arg]
+    show_full_result_count: bool = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset: QuerySet[Any] = super().get_queryset(request)  # type: ignore[misc]
+        queryset.__class__ = ProbedDatesQuerySet
+        return queryset
 
 
 class IndexedSearchMixin:
@@ -60,17 +121,16 @@ class IndexedSearchMixin:
     condition is on the listed table's own columns (trigram indexes) or foreign keys (b-tree indexes),
     which PostgreSQL ORs together from its indexes. Same results as Django's search."""
 
-    search_fields: Sequence[str]
-
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        if not (self.search_fields and search_term):
+        search_fields: Sequence[str] = getattr(self, "search_fields", ())
+        if not (search_fields and search_term):
             return queryset, False
         for word in smart_split(search_term):
             if word.startswith(('"', "'")) and word[0] == word[-1]:
                 word = unescape_string_literal(word)
-            queryset = queryset.filter(_matching(queryset.model, list(self.search_fields), word))
+            queryset = queryset.filter(_matching(queryset.model, list(search_fields), word))
         return queryset, False
 
 
@@ -87,7 +147,7 @@ def _matching(model: type[Model], paths: list[str], word: str) -> Q:
     for name, rest_paths in related.items():
         field = model._meta.get_field(name)
         target = field.related_model
-        assert target is not None
+        assert isinstance(target, type) and issubclass(target, Model)
         matches = target._default_manager.filter(_matching(target, rest_paths, word))
         if field.many_to_one or (field.one_to_one and not field.auto_created):
             ids = list(matches.values_list("pk", flat=True))
