@@ -28,7 +28,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/kellyos_volume_seed"
 ADMIN_APPS = ("customers", "invoices", "pos", "ledger", "mpesa")
 TARGET_BALANCE = 0.010
 TARGET_STATEMENT = 0.100
@@ -52,10 +51,15 @@ SEARCH_TERMS: dict[str, Callable[[dict[str, str]], str]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("VOLUME_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument(
+        "--database-url", default=None, help="default: $VOLUME_DATABASE_URL or <DATABASE_URL>_volume"
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", default="", help="run only the reads whose name contains this")
     args = parser.parse_args()
+    from seed_volume import volume_database_url
+
+    args.database_url = args.database_url or volume_database_url()
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kellyos.settings.test")
     os.environ.setdefault("CONN_MAX_AGE", "600")  # as in production: no new connection per request

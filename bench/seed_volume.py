@@ -1,6 +1,6 @@
 """Build a database at the volume the read targets are set for, quickly, with the ledger triggers on.
 
-    python bench/seed_volume.py [--scale 1.0] [--database-url postgres://.../kellyos_volume_seed] [--days 730]
+    python bench/seed_volume.py [--scale 1.0] [--database-url URL] [--days 730] [--workers 2]
 
 At --scale 1.0: 100,000 customers, 1,000,000 M-Pesa receipts (each with its confirmation in the
 webhook log), about 330,000 invoices and 2.7 million journal lines, spread over the last two years.
@@ -40,7 +40,6 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/kellyos_volume_seed"
 SUSPENSE_SHARE = 0.02
 WHOLESALER_EVERY = 1000
 WHOLESALER_INVOICES = 300
@@ -183,10 +182,13 @@ SELECT r.id, 'c2b_confirmation', r.trans_time + interval '1 second', '196.201.21
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 10^6 receipts, 10^5 customers")
-    parser.add_argument("--database-url", default=os.environ.get("VOLUME_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument(
+        "--database-url", default=None, help="default: $VOLUME_DATABASE_URL or <DATABASE_URL>_volume"
+    )
     parser.add_argument("--days", type=int, default=730, help="how far back the history goes")
     parser.add_argument("--workers", type=int, default=2, help="connections writing at once")
     args = parser.parse_args()
+    args.database_url = args.database_url or volume_database_url()
     customers = max(int(100_000 * args.scale), 10)
     receipts = max(int(1_000_000 * args.scale), 100)
 
@@ -222,6 +224,17 @@ def main() -> None:
         "journal entries {:,}  journal lines {:,}  database {}".format(*counts)
     )
     print(f"seeded in {time.perf_counter() - started:.1f} s")
+
+
+def volume_database_url() -> str:
+    """VOLUME_DATABASE_URL, else DATABASE_URL's server with `<name>_volume`: never the working database."""
+    if os.environ.get("VOLUME_DATABASE_URL"):
+        return os.environ["VOLUME_DATABASE_URL"]
+    url = os.environ.get("DATABASE_URL", "")
+    if not url:
+        sys.exit("Set DATABASE_URL (or VOLUME_DATABASE_URL): the volume database needs a PostgreSQL server.")
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path + "_volume"))
 
 
 def step(started: float, what: str) -> None:
