@@ -121,13 +121,10 @@ class JournalEntryAdmin(IndexedSearchMixin, LargeListAdminMixin, admin.ModelAdmi
             .annotate(total=Sum("debit"))
             .values("total")
         )
-        amount = DecimalField(max_digits=14, decimal_places=2)
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(total_debit=Subquery(debits, output_field=amount))
-            .prefetch_related("reversals")
-        )
+        entries: QuerySet[JournalEntry] = super().get_queryset(request)
+        return entries.annotate(
+            total_debit=Subquery(debits, output_field=DecimalField(max_digits=14, decimal_places=2))
+        ).prefetch_related("reversals")
 
     @admin.display(description="Amount")
     def amount(self, entry: JournalEntry) -> str:
