@@ -91,6 +91,8 @@ class Invoice(models.Model):
             models.Index(fields=["status", "due_date"], name="invoices_invoice_status_idx"),
             # The invoice list, newest first.
             models.Index(fields=["issue_date", "number"], name="invoices_invoice_issue_idx"),
+            # The list filtered by status, newest first, and the aged receivables (open ones by issue date).
+            models.Index(fields=["status", "issue_date", "number"], name="invoices_invoice_state_day_idx"),
         ]
 
     def __str__(self) -> str:

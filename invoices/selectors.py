@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import F, QuerySet, Sum
 
 from customers.models import Customer
 from customers.selectors import customer_code_normalize
@@ -98,30 +97,25 @@ AGING_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
 def invoice_aging_by_customer(*, as_of: date) -> list[tuple[str, str, dict[str, Decimal]]]:
     """Open invoice balances per customer (code, name) by days past due on `as_of`: current (not yet
     due), 1-30, 31-60, 61-90, 90+. Summed in the database, one row per customer that owes."""
-    due = F("total") - F("amount_paid")
-    ranges = {
-        "current": Q(due_date__gte=as_of),
-        "1-30": Q(due_date__lt=as_of, due_date__gte=as_of - timedelta(days=30)),
-        "31-60": Q(due_date__lt=as_of - timedelta(days=30), due_date__gte=as_of - timedelta(days=60)),
-        "61-90": Q(due_date__lt=as_of - timedelta(days=60), due_date__gte=as_of - timedelta(days=90)),
-        "90+": Q(due_date__lt=as_of - timedelta(days=90)),
-    }
-    rows = (
-        Invoice.objects.filter(status__in=OPEN_STATUSES, issue_date__lte=as_of)
-        .values("customer__code", "customer__name")
-        .annotate(
-            **{f"bucket_{i}": Coalesce(Sum(due, filter=q), ZERO) for i, q in enumerate(ranges.values())}
+    bucket = "coalesce(sum(i.total - i.amount_paid) FILTER (WHERE {}), 0.00)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT c.code, c.name,
+                   {bucket.format("i.due_date >= %(as_of)s")},
+                   {bucket.format("i.due_date < %(as_of)s AND i.due_date >= %(as_of)s - 30")},
+                   {bucket.format("i.due_date < %(as_of)s - 30 AND i.due_date >= %(as_of)s - 60")},
+                   {bucket.format("i.due_date < %(as_of)s - 60 AND i.due_date >= %(as_of)s - 90")},
+                   {bucket.format("i.due_date < %(as_of)s - 90")}
+              FROM invoices_invoice i JOIN customers_customer c ON c.id = i.customer_id
+             WHERE i.status = ANY(%(open)s) AND i.issue_date <= %(as_of)s
+             GROUP BY c.code, c.name
+             ORDER BY c.code, c.name
+            """,  # noqa: S608 - only the bucket template is interpolated
+            {"as_of": as_of, "open": [str(status) for status in OPEN_STATUSES]},
         )
-        .order_by("customer__code", "customer__name")
-    )
-    return [
-        (
-            row["customer__code"],
-            row["customer__name"],
-            {name: row[f"bucket_{i}"] for i, name in enumerate(AGING_BUCKETS)},
-        )
-        for row in rows
-    ]
+        rows = cursor.fetchall()
+    return [(code, name, dict(zip(AGING_BUCKETS, amounts, strict=True))) for code, name, *amounts in rows]
 
 
 def customer_statement_get(*, customer: Customer, start: date, end: date) -> Statement:

@@ -23,6 +23,8 @@ from django.utils.text import smart_split, unescape_string_literal
 
 # Below this many rows (by the planner's estimate) a list is counted exactly.
 EXACT_COUNT_UP_TO = 20_000
+# A search matching up to this many rows is fetched by its indexes first, then listed by id.
+SEARCH_FETCHED_UP_TO = 5_000
 
 
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -76,7 +78,8 @@ class ProbedDatesQuerySet(QuerySet[Any]):
                     f"{field_name}__gte": datetime.combine(start, time.min, tzinfo=zone),
                     f"{field_name}__lt": datetime.combine(following, time.min, tzinfo=zone),
                 }
-            if self.filter(**bounds).exists():
+            # The first row in the period by the date index, not a bitmap of every row in it.
+            if self.filter(**bounds).order_by(field_name).values_list(field_name, flat=True)[:1]:
                 periods.append(start if zone is None else datetime.combine(start, time.min, tzinfo=zone))
             start = following
         return periods if order == "ASC" else periods[::-1]
@@ -127,11 +130,18 @@ class IndexedSearchMixin:
         search_fields: Sequence[str] = getattr(self, "search_fields", ())
         if not (search_fields and search_term):
             return queryset, False
+        matching = queryset
         for word in smart_split(search_term):
             if word.startswith(('"', "'")) and word[0] == word[-1]:
                 word = unescape_string_literal(word)
-            queryset = queryset.filter(_matching(queryset.model, list(search_fields), word))
-        return queryset, False
+            matching = matching.filter(_matching(queryset.model, list(search_fields), word))
+        # Listed newest first, a rare match makes PostgreSQL walk the date index past every row in
+        # the hope of finding a page of matches early; unordered, it ORs the search indexes. So a
+        # search with few matches is fetched unordered first; one with many is left to the date index.
+        ids = list(matching.order_by().values_list("pk", flat=True)[: SEARCH_FETCHED_UP_TO + 1])
+        if len(ids) <= SEARCH_FETCHED_UP_TO:
+            return queryset.filter(pk__in=ids), False
+        return matching, False
 
 
 def _matching(model: type[Model], paths: list[str], word: str) -> Q:
