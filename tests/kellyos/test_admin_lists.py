@@ -14,7 +14,7 @@ from kellyos.admin_lists import EstimatedCountPaginator, ProbedDatesQuerySet
 from ledger.models import JournalEntry
 from mpesa.models import MpesaReceipt
 from tests.customers.factories import CustomerFactory
-from tests.invoices.factories import InvoiceFactory
+from tests.invoices.factories import InvoiceFactory, pay
 from tests.mpesa import payloads
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +103,9 @@ def test_drilling_down_the_receipts_by_date(admin_client, books):
     ]:
         page = admin_client.get(receipts, query).content.decode()
         assert "TKSEARCH01" in page
+
+
+def test_the_payment_source_filter_offers_every_channel(admin_client, books):
+    pay(books["otieno"].code, Decimal("10.00"))  # source "test"
+    page = admin_client.get(reverse("admin:invoices_payment_changelist")).content.decode()
+    assert "?source__exact=mpesa" in page and "?source__exact=test" in page
