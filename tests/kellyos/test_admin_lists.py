@@ -108,4 +108,4 @@ def test_drilling_down_the_receipts_by_date(admin_client, books):
 def test_the_payment_source_filter_offers_every_channel(admin_client, books):
     pay(books["otieno"].code, Decimal("10.00"))  # source "test"
     page = admin_client.get(reverse("admin:invoices_payment_changelist")).content.decode()
-    assert "source__exact=mpesa" in page and "source__exact=test" in page
+    assert 'href="?source=mpesa"' in page and 'href="?source=test"' in page
