@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 TEST_SETTINGS := kellyos.settings.test
 
-.PHONY: install run test lint pytest bench db-stop clean
+.PHONY: install run test lint pytest bench bench-volume db-stop clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test: lint pytest
 bench: install
 	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/python bench/ledger_post.py
 	$(BIN)/python bench/c2b_load.py
+
+# Reads at volume: builds 10^6 receipts / 10^5 customers in <DATABASE_URL>_volume (VOLUME_SCALE=0.01 for
+# a quick run), then times the reads against their targets. Needs DATABASE_URL (a PostgreSQL server).
+bench-volume: install
+	$(BIN)/python bench/seed_volume.py --scale $(or $(VOLUME_SCALE),1.0)
+	$(BIN)/python bench/reads.py
 
 # Stops the embedded PostgreSQL left running under var/ (it keeps running between commands).
 db-stop:

@@ -10,6 +10,7 @@ from customers.models import Customer
 from customers.phones import phone_normalize
 from customers.selectors import customer_list_with_positions
 from customers.services import customer_create, customer_update
+from kellyos.admin_lists import IndexedSearchMixin
 from kellyos.money import ZERO, format_kes
 
 
@@ -31,7 +32,7 @@ class CustomerForm(forms.ModelForm[Customer]):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin[Customer]):
+class CustomerAdmin(IndexedSearchMixin, admin.ModelAdmin[Customer]):
     form = CustomerForm
     list_display = ["code", "name", "phone", "email", "owed", "credit", "balance", "is_active"]
     list_filter = ["is_active", "created_at"]

@@ -89,6 +89,10 @@ class Invoice(models.Model):
         indexes = [
             models.Index(fields=["customer", "issue_date", "number"], name="invoices_invoice_fifo_idx"),
             models.Index(fields=["status", "due_date"], name="invoices_invoice_status_idx"),
+            # The invoice list, newest first.
+            models.Index(fields=["issue_date", "number"], name="invoices_invoice_issue_idx"),
+            # The list filtered by status, newest first, and the aged receivables (open ones by issue date).
+            models.Index(fields=["status", "issue_date", "number"], name="invoices_invoice_state_day_idx"),
         ]
 
     def __str__(self) -> str:
@@ -176,7 +180,11 @@ class Payment(models.Model):
                 name="invoices_payment_fully_accounted",
             ),
         ]
-        indexes = [models.Index(fields=["customer", "received_at"], name="invoices_payment_customer_idx")]
+        indexes = [
+            models.Index(fields=["customer", "received_at"], name="invoices_payment_customer_idx"),
+            # The payments list, newest first.
+            models.Index(fields=["received_at", "id"], name="invoices_payment_time_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} {self.source_id}"

@@ -92,6 +92,59 @@ def invoice_list_outstanding(*, customer: Customer | None = None) -> QuerySet[In
     return invoices if customer is None else invoices.filter(customer=customer)
 
 
+AGING_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
+
+
+def invoice_aging_by_customer(*, as_of: date) -> list[tuple[str, str, dict[str, Decimal]]]:
+    """Open invoice balances per customer (code, name) by days past due on `as_of`: current (not yet
+    due), 1-30, 31-60, 61-90, 90+. Summed in the database, one row per customer that owes."""
+    ranges = [
+        "due_date >= %(as_of)s",
+        "due_date < %(as_of)s AND due_date >= %(as_of)s - 30",
+        "due_date < %(as_of)s - 30 AND due_date >= %(as_of)s - 60",
+        "due_date < %(as_of)s - 60 AND due_date >= %(as_of)s - 90",
+        "due_date < %(as_of)s - 90",
+    ]
+    sums = ", ".join(
+        f"coalesce(sum(total - amount_paid) FILTER (WHERE {r}), 0.00) AS b{i}" for i, r in enumerate(ranges)
+    )
+    with connection.cursor() as cursor:
+        # Summed per customer id first, then named; ordered by code point as Python sorts strings.
+        cursor.execute(
+            f"""
+            SELECT c.code, c.name, owed.b0, owed.b1, owed.b2, owed.b3, owed.b4
+              FROM (SELECT customer_id, {sums}
+                      FROM invoices_invoice
+                     WHERE status = ANY(%(open)s) AND issue_date <= %(as_of)s
+                     GROUP BY customer_id) owed
+              JOIN customers_customer c ON c.id = owed.customer_id
+             ORDER BY c.code COLLATE "C", c.name COLLATE "C"
+            """,  # noqa: S608 - only the bucket template is interpolated
+            {"as_of": as_of, "open": [str(status) for status in OPEN_STATUSES]},
+        )
+        rows = cursor.fetchall()
+    return [(code, name, dict(zip(AGING_BUCKETS, amounts, strict=True))) for code, name, *amounts in rows]
+
+
+def payment_source_list() -> list[str]:
+    """The channels payments have come from, in order. Read by skipping through the (source, source_id)
+    unique index one source at a time, so it costs a probe per source, not a read of every payment."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE sources(source) AS (
+                (SELECT source FROM invoices_payment ORDER BY source LIMIT 1)
+                UNION ALL
+                SELECT (SELECT p.source FROM invoices_payment p WHERE p.source > s.source
+                         ORDER BY p.source LIMIT 1)
+                  FROM sources s WHERE s.source IS NOT NULL
+            )
+            SELECT source FROM sources WHERE source IS NOT NULL
+            """
+        )
+        return [source for (source,) in cursor.fetchall()]
+
+
 def customer_statement_get(*, customer: Customer, start: date, end: date) -> Statement:
     """Opening balance, every movement in the period with a running balance, and the closing balance.
 

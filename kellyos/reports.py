@@ -3,17 +3,11 @@ JSON or CSV. Every report states the period lock in force."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
-from django.db.models import Sum
-
-from invoices.models import OPEN_STATUSES, Invoice
+from invoices.selectors import AGING_BUCKETS, invoice_aging_by_customer
 from kellyos.money import ZERO
 from ledger.models import Account
 from ledger.selectors import (
@@ -23,9 +17,8 @@ from ledger.selectors import (
     period_lock_current,
     trial_balance,
 )
-from mpesa.models import MpesaReceipt, ReceiptStatus
-
-AGING_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
+from mpesa.models import MpesaReceipt
+from mpesa.selectors import COLLECTION_KINDS, receipt_collections_by_day
 
 
 class ReportError(ValueError):
@@ -99,28 +92,9 @@ def _verify() -> Report:
 
 def _aged_receivables(as_of: date) -> Report:
     """Open invoice balances by how long past due they are on `as_of`, per customer and in total."""
-    per_customer: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(
-        lambda: dict.fromkeys(AGING_BUCKETS, ZERO)
-    )
-    for invoice in Invoice.objects.filter(status__in=OPEN_STATUSES, issue_date__lte=as_of).select_related(
-        "customer"
-    ):
-        late = (as_of - invoice.due_date).days
-        bucket = (
-            "current"
-            if late <= 0
-            else "1-30"
-            if late <= 30
-            else "31-60"
-            if late <= 60
-            else "61-90"
-            if late <= 90
-            else "90+"
-        )
-        per_customer[(invoice.customer.code, invoice.customer.name)][bucket] += invoice.balance_due
     report = Report("aged_receivables", ["customer", "name", *AGING_BUCKETS, "total"])
     totals = dict.fromkeys(AGING_BUCKETS, ZERO)
-    for (code, name), buckets in sorted(per_customer.items()):
+    for code, name, buckets in invoice_aging_by_customer(as_of=as_of):
         report.rows.append([code, name, *buckets.values(), sum(buckets.values(), ZERO)])
         for key, value in buckets.items():
             totals[key] += value
@@ -131,27 +105,11 @@ def _aged_receivables(as_of: date) -> Report:
 
 def _collections(start: date, end: date) -> Report:
     """M-Pesa receipts per day and per kind of reference they were booked to (refunded ones apart)."""
-    zone = ZoneInfo(settings.TIME_ZONE)
-    receipts = MpesaReceipt.objects.filter(
-        trans_time__gte=datetime.combine(start, time.min, tzinfo=zone),
-        trans_time__lt=datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone),
-    ).select_related("payment")
-    kinds = ["invoice", "customer", "sale", "unallocated", "refunded"]
-    days: dict[date, dict[str, Decimal]] = defaultdict(lambda: dict.fromkeys(kinds, ZERO))
-    for receipt in receipts:
-        day = receipt.trans_time.astimezone(zone).date()
-        if receipt.status == ReceiptStatus.REFUNDED:  # collected that day, since given back
-            days[day]["refunded"] += receipt.amount
-            continue
-        days[day]["unallocated"] += receipt.unallocated_amount
-        if receipt.sale_payment_id:
-            days[day]["sale"] += receipt.amount - receipt.unallocated_amount
-        elif receipt.payment:
-            days[day]["invoice" if receipt.payment.invoice_id else "customer"] += receipt.payment.amount
-    report = Report("collections", ["day", *kinds, "total"])
-    for day, amounts in sorted(days.items()):
+    days, total = receipt_collections_by_day(start=start, end=end)
+    report = Report("collections", ["day", *COLLECTION_KINDS, "total"])
+    for day, amounts in days:
         report.rows.append([day, *amounts.values(), sum(amounts.values(), ZERO)])
-    report.meta["total"] = receipts.aggregate(total=Sum("amount"))["total"] or ZERO
+    report.meta["total"] = total
     return report
 
 

@@ -12,11 +12,12 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet, Sum
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from kellyos.admin_lists import IndexedSearchMixin, LargeListAdminMixin
 from kellyos.money import ZERO, format_kes
 from ledger.exceptions import LedgerError
 from ledger.models import Account, CauseKind, JournalEntry, JournalLine, PeriodLock
@@ -82,7 +83,7 @@ class ReversalForm(forms.Form):
 
 
 @admin.register(JournalEntry)
-class JournalEntryAdmin(admin.ModelAdmin[JournalEntry]):
+class JournalEntryAdmin(IndexedSearchMixin, LargeListAdminMixin, admin.ModelAdmin[JournalEntry]):
     list_display = [
         "__str__",
         "posted_at",
@@ -112,12 +113,18 @@ class JournalEntryAdmin(admin.ModelAdmin[JournalEntry]):
     actions = ["reverse_entries"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[JournalEntry]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(total_debit=Sum("lines__debit"))
-            .prefetch_related("reversals")
+        # A subquery per listed entry rather than a join and GROUP BY over every line of the ledger.
+        debits = (
+            JournalLine.objects.filter(entry=OuterRef("pk"))
+            .order_by()
+            .values("entry")
+            .annotate(total=Sum("debit"))
+            .values("total")
         )
+        entries: QuerySet[JournalEntry] = super().get_queryset(request)
+        return entries.annotate(
+            total_debit=Subquery(debits, output_field=DecimalField(max_digits=14, decimal_places=2))
+        ).prefetch_related("reversals")
 
     @admin.display(description="Amount")
     def amount(self, entry: JournalEntry) -> str:

@@ -66,6 +66,8 @@ class WebhookLog(models.Model):
             models.Index(
                 fields=["status", "kind"], name="mpesa_webhooklog_failed_idx", condition=Q(status="FAILED")
             ),
+            # The log filtered by kind, newest first (and counted, and its dates drilled).
+            models.Index(fields=["kind", "received_at"], name="mpesa_webhooklog_kind_idx"),
         ]
 
     def __str__(self) -> str:
@@ -182,6 +184,14 @@ class MpesaReceipt(models.Model):
         ]
         indexes = [
             models.Index(fields=["customer", "trans_time"], name="mpesa_receipt_customer_day_idx"),
+            # The receipts list (newest first) and the collections report read by time.
+            models.Index(fields=["trans_time", "id"], name="mpesa_receipt_time_idx"),
+            # The suspense queue (newest first, and counted) from its own rows only.
+            models.Index(
+                fields=["trans_time", "id"],
+                name="mpesa_receipt_queue_idx",
+                condition=Q(unallocated_amount__gt=0, payment__isnull=True),
+            ),
             models.Index(
                 fields=["trans_time"],
                 name="mpesa_receipt_suspense_idx",
