@@ -2,11 +2,12 @@
 -- writes, locks and checks as Kelly OS makes, in plain SQL (pgbench, prepared statements). The raw
 -- log commits first on its own; the booking is one transaction. :customers is set by the bench.
 \set cid random(1, :customers)
-INSERT INTO mpesa_webhooklog (kind, received_at, source_ip, headers, body, status, detail, trans_id, attempts)
+INSERT INTO mpesa_webhooklog (kind, received_at, source_ip, headers, body, status, detail, trans_id, attempts, lock_conflict_retries)
   VALUES ('c2b_confirmation', now(), '127.0.0.1', '{"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "340"}',
   '{"TransactionType": "Pay Bill", "TransID": "FLOOR", "TransTime": "20261127194000", "TransAmount": "100", "BusinessShortCode": "600000", "BillRefNumber": "CUST-0001", "InvoiceNumber": "", "OrgAccountBalance": "25.00", "ThirdPartyTransID": "", "MSISDN": "2547 ***** 126", "FirstName": "NICHOLAS", "MiddleName": "", "LastName": ""}',
-  'RECEIVED', '', '', 0) RETURNING id AS log_id \gset
+  'RECEIVED', '', '', 0, 0) RETURNING id AS log_id \gset
 BEGIN;
+SELECT status FROM mpesa_webhooklog WHERE id = :log_id FOR UPDATE;
 SELECT pg_advisory_xact_lock(2200, hashtext('FL' || :log_id));
 SELECT id FROM mpesa_mpesareceipt WHERE trans_id = 'FL' || :log_id;
 SELECT id FROM customers_customer WHERE id = :cid FOR UPDATE;

@@ -151,9 +151,11 @@ def wrk_run(url: str, bodies_file: Path, *, duration: int, concurrency: int) -> 
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s",
          "-s", str(ROOT / "bench" / "c2b_wrk.lua"), url, "--", str(bodies_file), str(threads)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"wrk failed: {out.stderr or out.stdout}")
+    line = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
     return {key: int(value) for key, value in (field.split("=") for field in line.split()[1:])}
 
 
@@ -174,10 +176,12 @@ def pgbench_run(env: dict[str, str], *, duration: int, concurrency: int, custome
     out = subprocess.run(
         ["pgbench", "-n", "-M", "prepared", f"-c{concurrency}", f"-j{min(2, concurrency)}", f"-T{duration}",
          "-D", f"customers={customers}", "-r", "-f", str(ROOT / "bench" / "c2b_floor.sql")],
-        capture_output=True, text=True, env=pg_env, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True, text=True, env=pg_env,
+    )  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"pgbench failed: {out.stderr or out.stdout}")
     figures: dict[str, float] = {}
-    for line in out.splitlines():
+    for line in out.stdout.splitlines():
         if line.startswith("number of transactions actually processed"):
             figures["transactions"] = float(line.split(":")[1].split("/")[0])
         elif line.startswith("number of failed transactions"):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mpesa', '0003_refunds'),
+        ('mpesa', '0005_filtered_list_indexes'),
     ]
 
     operations = [
