@@ -1,7 +1,7 @@
 """C2B confirmations end to end over HTTP against the production server configuration (gunicorn,
-several workers, persistent database connections) on a fresh database, beside its two floors.
+deploy/gunicorn.conf.py, persistent database connections) on a fresh database, beside its two floors.
 
-    python bench/c2b_load.py [--duration 60] [--concurrency 16] [--workers 5]
+    python bench/c2b_load.py [--duration 60] [--concurrency 16] [--workers N] [--threads N]
 
 wrk (Debian package `wrk`) sends for `--duration` seconds from C connections, in three runs:
 1. the framework floor: a bare endpoint on the same server that only inserts the raw body;
@@ -199,7 +199,8 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=60, help="seconds per run")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--workers", type=int, help="gunicorn processes (default: the deploy config's)")
+    parser.add_argument("--threads", type=int, help="threads per process (default: the deploy config's)")
     parser.add_argument("--customers", type=int, default=500)
     args = parser.parse_args()
     for tool in ("wrk", "pgbench"):
@@ -229,10 +230,15 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    if args.workers:
+        env["GUNICORN_WORKERS"] = str(args.workers)
+    if args.threads:
+        env["GUNICORN_THREADS"] = str(args.threads)
+    env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
+    # The production configuration (deploy/gunicorn.conf.py); its access log goes nowhere here.
     server = subprocess.Popen(
-        [gunicorn, "kellyos.wsgi:application", "--workers", str(args.workers),
-         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        [gunicorn, "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "kellyos.wsgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_until_up(base, server)
@@ -258,7 +264,8 @@ def main() -> None:
         return sum(result[key] for key in ("non_2xx", "connect", "read", "write", "timeout"))
 
     print(
-        f"server: gunicorn, {args.workers} sync workers, CONN_MAX_AGE=600; cpu cores: {os.cpu_count()}; "
+        f"server: gunicorn -c deploy/gunicorn.conf.py ({len(rss)} processes, "
+        f"{env.get('GUNICORN_THREADS', 'default')} threads), CONN_MAX_AGE=600; cpu cores: {os.cpu_count()}; "
         f"load: wrk, {args.concurrency} connections, {args.duration} s per run, on the same machine"
     )
     print(
