@@ -109,8 +109,12 @@ class PrivateCluster:
         subprocess.run([*self.run_as, *command], check=True, capture_output=True, cwd=self.dir)
 
     def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c max_connections=200 -c fsync=off"
-        self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options, "-w", "start"])
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c max_connections=200 -c fsync=off"
+        )
+        self._run(
+            [self.pg_ctl, "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options, "-w", "start"]
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"])
@@ -206,13 +210,17 @@ class Storm:
                 response = session.post(self.urls[host], json=body, timeout=30)
             except requests.RequestException as exc:
                 sessions.pop(host).close()  # a dead connection: the next call opens a new one
-                answer = Answer(body["TransID"], host, started, time.monotonic(), None, None, type(exc).__name__)
+                answer = Answer(
+                    body["TransID"], host, started, time.monotonic(), None, None, type(exc).__name__
+                )
             else:
                 try:
                     parsed: object = response.json()
                 except ValueError:
                     parsed = response.text[:200]
-                answer = Answer(body["TransID"], host, started, time.monotonic(), response.status_code, parsed)
+                answer = Answer(
+                    body["TransID"], host, started, time.monotonic(), response.status_code, parsed
+                )
             with self._lock:
                 self.answers.append(answer)
             return answer
@@ -235,12 +243,16 @@ class Storm:
 def answers_summary(answers: list[Answer]) -> dict[str, int]:
     summary: dict[str, int] = {}
     for answer in answers:
-        key = "Success" if answer.acknowledged else (f"HTTP {answer.status}" if answer.status else answer.error)
+        key = (
+            "Success" if answer.acknowledged else (f"HTTP {answer.status}" if answer.status else answer.error)
+        )
         summary[key] = summary.get(key, 0) + 1
     return summary
 
 
-def redeliver(url_of: Callable[[int], str], answers: list[Answer], bodies_by_id: dict[str, dict[str, str]]) -> int:
+def redeliver(
+    url_of: Callable[[int], str], answers: list[Answer], bodies_by_id: dict[str, dict[str, str]]
+) -> int:
     """Safaricom's part after an error answer: deliver again, until acknowledged. Returns how many
     were sent again."""
     pending = sorted({a.trans_id: a.host for a in answers if not a.acknowledged}.items())
@@ -405,7 +417,9 @@ class EventReader(threading.Thread):
             if self.last_id:
                 headers["Last-Event-ID"] = self.last_id
             try:
-                with requests.get(f"{self.base}/events", headers=headers, stream=True, timeout=(5, 30)) as response:
+                with requests.get(
+                    f"{self.base}/events", headers=headers, stream=True, timeout=(5, 30)
+                ) as response:
                     response.raise_for_status()
                     for event in self._events(response.iter_lines(decode_unicode=True)):
                         self.connected.set()

@@ -26,11 +26,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
+import harness
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--confirmations", type=int, default=1500)
     parser.add_argument("--rate", type=float, default=40.0, help="callbacks per second, at most")
     parser.add_argument("--outage", type=float, default=4.0, help="seconds the database stays down")
@@ -89,14 +91,18 @@ def drill(cluster: harness.PrivateCluster, args: argparse.Namespace) -> int:
     healthy_again = next((t for t, status in health if t >= back and status == 200), None)
     stranded = harness.logs_by_status()
     retried, retry_seconds = harness.retry_failed(env)
-    first = harness.books_check(acknowledged=acknowledged, delivered=acknowledged, amounts=harness.amounts_of(bodies))
+    first = harness.books_check(
+        acknowledged=acknowledged, delivered=acknowledged, amounts=harness.amounts_of(bodies)
+    )
 
     server = harness.Server(env, workers=args.workers, threads=args.threads)
     try:
         again = harness.redeliver(lambda host: server.confirmation_url, answers, by_id)
     finally:
         server.stop()
-    final = harness.books_check(acknowledged=acknowledged, delivered=set(by_id), amounts=harness.amounts_of(bodies))
+    final = harness.books_check(
+        acknowledged=acknowledged, delivered=set(by_id), amounts=harness.amounts_of(bodies)
+    )
 
     violations = [f"after the retry: {v}" for v in first.violations] + final.violations
     unstored = acknowledged - stored
@@ -113,7 +119,7 @@ def drill(cluster: harness.PrivateCluster, args: argparse.Namespace) -> int:
         "database": f"private cluster on 127.0.0.1:{cluster.port}, pg_ctl stop -m {args.stop_mode}",
         "server": f"gunicorn gthread, {args.workers} workers x {args.threads} threads, CONN_MAX_AGE=600",
         "callbacks sent": f"{len(answers)} ({len(answers) - len(by_id)} repeats) at {args.rate:.0f}/s",
-        "database down": f"{back - down:.1f} s (stop took {stopped - down:.1f} s, outage {args.outage:.1f} s)",
+        "database down": f"{back - down:.1f} s (stopping {stopped - down:.1f} s, outage {args.outage:.1f} s)",
         "answers": harness.answers_summary(answers),
         "answers while down": harness.answers_summary(during),
         "first Success after the database was back": _since(first_ok.finished if first_ok else None, back),
@@ -140,7 +146,6 @@ def _watch_health(base: str, seen: list[tuple[float, int]], done: threading.Even
 
 def _since(moment: float | None, back: float) -> str:
     return "never" if moment is None else f"{moment - back:.2f} s"
-
 
 
 if __name__ == "__main__":

@@ -22,11 +22,13 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
+import harness
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--confirmations", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=4, help="workers killed, spread over the storm")
     parser.add_argument("--concurrency", type=int, default=16)
@@ -65,14 +67,18 @@ def main() -> int:
     retried, retry_seconds = harness.retry_failed(env)
     acknowledged = {a.trans_id for a in answers if a.acknowledged}
     # Checked before anyone delivers again: the retry alone must have booked every acknowledged one.
-    first = harness.books_check(acknowledged=acknowledged, delivered=acknowledged, amounts=harness.amounts_of(bodies))
+    first = harness.books_check(
+        acknowledged=acknowledged, delivered=acknowledged, amounts=harness.amounts_of(bodies)
+    )
 
     server = harness.Server(env, workers=args.workers, threads=args.threads)
     try:
         again = harness.redeliver(lambda host: server.confirmation_url, answers, by_id)
     finally:
         server.stop()
-    final = harness.books_check(acknowledged=acknowledged, delivered=set(by_id), amounts=harness.amounts_of(bodies))
+    final = harness.books_check(
+        acknowledged=acknowledged, delivered=set(by_id), amounts=harness.amounts_of(bodies)
+    )
 
     figures: dict[str, object] = {
         "server": f"gunicorn gthread, {args.workers} workers x {args.threads} threads, CONN_MAX_AGE=600",
@@ -90,7 +96,6 @@ def main() -> int:
     if workers_after < args.workers:
         violations.append(f"gunicorn has {workers_after} workers, not {args.workers}, after the kills")
     return harness.report("worker SIGKILL drill", figures, violations)
-
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ class Command(BaseCommand):
         if options["stuck_after"] is not None:
             stuck_before = timezone.now() - timedelta(seconds=options["stuck_after"])
             logs = WebhookLog.objects.filter(
-                Q(status=WebhookStatus.FAILED) | Q(status=WebhookStatus.RECEIVED, received_at__lt=stuck_before)
+                Q(status=WebhookStatus.FAILED)
+                | Q(status=WebhookStatus.RECEIVED, received_at__lt=stuck_before)
             )
         results = c2b_retry_failed(logs=logs)
         for log in results:
