@@ -189,7 +189,6 @@ class Storm:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, bodies: list[dict[str, str]], host_of: Callable[[int], int] = lambda n: 0) -> list[Answer]:
-        local = threading.local()
         next_slot = [time.monotonic()]
 
         def send(item: tuple[int, dict[str, str]]) -> Answer:
@@ -200,16 +199,16 @@ class Storm:
                     slot = next_slot[0] = max(next_slot[0], time.monotonic()) + 1 / self.rate
                 time.sleep(max(0.0, slot - time.monotonic()))
             host = host_of(n)
-            sessions = getattr(local, "sessions", None) or {}
-            local.sessions = sessions
-            session = sessions.setdefault(host, requests.Session())
             with self._lock:
                 self.sent += 1
             started = time.monotonic()
             try:
-                response = session.post(self.urls[host], json=body, timeout=30)
+                # A connection per callback, as Safaricom calls: a kept-alive one that the server
+                # closes as it idles would fail a request that never reached it.
+                response = requests.post(
+                    self.urls[host], json=body, headers={"Connection": "close"}, timeout=30
+                )
             except requests.RequestException as exc:
-                sessions.pop(host).close()  # a dead connection: the next call opens a new one
                 answer = Answer(
                     body["TransID"], host, started, time.monotonic(), None, None, type(exc).__name__
                 )
