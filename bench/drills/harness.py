@@ -272,7 +272,8 @@ def redeliver(
 
 
 def retry_failed(env: dict[str, str]) -> tuple[str, float]:
-    """The retry path as an operator runs it, taking abandoned logs at once (the server is stopped)."""
+    """The retry path as an operator runs it, taking abandoned logs at once: the storm is over, so
+    nothing is being booked."""
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "manage.py", "mpesa_retry_failed", "--stuck-after", "0"],

@@ -75,8 +75,9 @@ def drill(cluster: harness.PrivateCluster, args: argparse.Namespace) -> int:
         running.join()
         watching.set()
         workers_after = len(server.worker_pids())
-    finally:
+    except BaseException:
         server.stop()
+        raise
 
     from django.db import connection
 
@@ -95,7 +96,6 @@ def drill(cluster: harness.PrivateCluster, args: argparse.Namespace) -> int:
         acknowledged=acknowledged, delivered=acknowledged, amounts=harness.amounts_of(bodies)
     )
 
-    server = harness.Server(env, workers=args.workers, threads=args.threads)
     try:
         again = harness.redeliver(lambda host: server.confirmation_url, answers, by_id)
     finally:

@@ -4,7 +4,7 @@
 
 A worker killed mid-booking leaves its raw log RECEIVED and nothing else (its transaction dies with
 its connection); its callers get no answer. gunicorn starts a new worker. Then, as in production:
-the server is stopped, `mpesa_retry_failed` books the abandoned logs, and Safaricom delivers again
+once the storm is over, `mpesa_retry_failed` books the abandoned logs, and Safaricom delivers again
 what was never answered Success. Checked: every confirmation answered Success is booked after the
 retry, every TransID exactly once, no receipt booked in part, ledger_verify valid. Exits 1 on any
 violation. Uses its own database, `<DATABASE_URL's name>_drill_sigkill`.
@@ -59,8 +59,9 @@ def main() -> int:
         running.join()
         elapsed = time.monotonic() - started
         workers_after = len(server.worker_pids())
-    finally:
+    except BaseException:
         server.stop()
+        raise
 
     answers = storm.answers
     stranded = harness.logs_by_status()
@@ -71,7 +72,6 @@ def main() -> int:
         acknowledged=acknowledged, delivered=acknowledged, amounts=harness.amounts_of(bodies)
     )
 
-    server = harness.Server(env, workers=args.workers, threads=args.threads)
     try:
         again = harness.redeliver(lambda host: server.confirmation_url, answers, by_id)
     finally:
