@@ -138,7 +138,9 @@ class Server:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [gunicorn, "kellyos.wsgi:application", "--workers", str(workers), "--worker-class", "gthread",
-                 "--threads", str(threads), "--bind", f"127.0.0.1:{self.port}", "--log-level", "error"],
+                 "--threads", str(threads), "--bind", f"127.0.0.1:{self.port}", "--log-level", "error",
+                 # An open event stream would hold a graceful stop for the default 30 s.
+                 "--graceful-timeout", "3"],
                 cwd=ROOT, env=env, stdout=log, stderr=log,
             )  # fmt: skip
         wait_until_up(self.base, self.process)
