@@ -126,7 +126,8 @@ class PrivateCluster:
 
 
 class Server:
-    """gunicorn as the README serves production: gthread workers, persistent connections."""
+    """gunicorn with the production configuration (deploy/gunicorn.conf.py: gthread workers), on a
+    free port, with persistent database connections."""
 
     def __init__(self, env: dict[str, str], *, workers: int, threads: int) -> None:
         self.port = free_port()
@@ -137,10 +138,10 @@ class Server:
         self.log = Path(tempfile.mkstemp(prefix="kellyos-drill-gunicorn-", suffix=".log")[1])
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [gunicorn, "kellyos.wsgi:application", "--workers", str(workers), "--worker-class", "gthread",
-                 "--threads", str(threads), "--bind", f"127.0.0.1:{self.port}", "--log-level", "error",
-                 # An open event stream would hold a graceful stop for the default 30 s.
-                 "--graceful-timeout", "3"],
+                [gunicorn, "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "kellyos.wsgi:application",
+                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
+                 # An open event stream would hold a graceful stop for the configured 30 s.
+                 "--graceful-timeout", "3", "--log-level", "error", "--access-logfile", "/dev/null"],
                 cwd=ROOT, env=env, stdout=log, stderr=log,
             )  # fmt: skip
         wait_until_up(self.base, self.process)

@@ -117,7 +117,7 @@ def drill(cluster: harness.PrivateCluster, args: argparse.Namespace) -> int:
         violations.append(f"gunicorn has {workers_after} workers, not {args.workers}")
     figures: dict[str, object] = {
         "database": f"private cluster on 127.0.0.1:{cluster.port}, pg_ctl stop -m {args.stop_mode}",
-        "server": f"gunicorn gthread, {args.workers} workers x {args.threads} threads, CONN_MAX_AGE=600",
+        "server": f"deploy/gunicorn.conf.py (gthread), {args.workers} workers x {args.threads} threads",
         "callbacks sent": f"{len(answers)} ({len(answers) - len(by_id)} repeats) at {args.rate:.0f}/s",
         "database down": f"{back - down:.1f} s (stopping {stopped - down:.1f} s, outage {args.outage:.1f} s)",
         "answers": harness.answers_summary(answers),

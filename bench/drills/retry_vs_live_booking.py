@@ -1,19 +1,19 @@
-"""Reproduction: `c2b_retry_failed` taking a confirmation whose booking is still running deadlocks
-with it (PostgreSQL detects it and aborts one; the receipt is still booked once).
+"""Drill: `c2b_retry_failed` taking a confirmation whose booking is still running must not deadlock
+with it, and the receipt is booked once.
 
     python bench/drills/retry_vs_live_booking.py
 
-The two take the same two locks in opposite orders:
-- a live booking (`_confirmation_book`): the TransID's advisory lock (`receipt_book`), then, at the end
-  of the same transaction, the webhook log row (`UPDATE ... SET status = 'PROCESSED'`);
-- the retry (`c2b_retry_failed`): the log row (`SELECT ... FOR UPDATE SKIP LOCKED`), then the TransID's
-  advisory lock (`receipt_book` again).
-It needs the retry to pick a log that is still being booked: `mpesa_retry_failed --stuck-after N`
-with N shorter than a booking, a booking slower than the 5 minutes of STUCK_AFTER (stuck behind
-locks), or the webhook log's "Reprocess" admin action on a RECEIVED log. To make the overlap
-certain, a third session holds the TransID's advisory lock while the two queue behind it.
-
-Not part of `make drills`: it exits 1 while the lock orders differ. Uses its own database,
+Before commit 6003268 (on branch base 306cf11) the two took the same two locks in opposite orders, and this
+deadlocked every time (PostgreSQL aborted the live booking; its log said FAILED although the retry
+had booked the receipt):
+- the live booking: the TransID's advisory lock (`receipt_book`), then, at the end of the same
+  transaction, the webhook log row (`UPDATE ... SET status = 'PROCESSED'`);
+- the retry: the log row (`SELECT ... FOR UPDATE SKIP LOCKED`), then the TransID's advisory lock.
+The booking now locks its log row first, so the retry skips it. The overlap happens when the retry
+picks a log still being booked: `mpesa_retry_failed --stuck-after N` with N shorter than a booking, a
+booking slower than STUCK_AFTER, or the webhook log's "Reprocess" admin action on a RECEIVED log. To
+make it certain, a third session holds the TransID's advisory lock while the two queue behind it.
+Exits 1 on a deadlock or a receipt not booked exactly once. Uses its own database,
 `<DATABASE_URL's name>_drill_retry_race`.
 """
 

@@ -76,7 +76,7 @@ def main() -> int:
         violations.append(f"{len(set(by_id) - acknowledged)} TransIDs never answered Success")
     per_host = Counter(a.host for a in answers)
     figures: dict[str, object] = {
-        "hosts": f"2 gunicorn processes, {args.workers} gthread workers x {args.threads} threads each, "
+        "hosts": f"2 gunicorn processes (deploy/gunicorn.conf.py), {args.workers} x {args.threads} threads, "
         "one database",
         "callbacks sent": f"{len(answers)} ({len(answers) - len(by_id)} repeats, each to both hosts at "
         f"once) at concurrency {args.concurrency} in {elapsed:.1f} s; "

@@ -81,7 +81,7 @@ def main() -> int:
     )
 
     figures: dict[str, object] = {
-        "server": f"gunicorn gthread, {args.workers} workers x {args.threads} threads, CONN_MAX_AGE=600",
+        "server": f"deploy/gunicorn.conf.py (gthread), {args.workers} workers x {args.threads} threads",
         "callbacks sent": f"{len(answers)} ({len(answers) - len(by_id)} repeats) at concurrency "
         f"{args.concurrency} in {elapsed:.1f} s",
         "workers SIGKILLed": f"{len(killed)}; workers alive after: {workers_after} of {args.workers}",

@@ -47,3 +47,8 @@ def test_two_hosts_book_once_and_both_streams_see_every_receipt():
 @needs_database_url
 def test_payments_refunds_reallocations_and_confirmations_at_once_never_deadlock():
     drill("payments_deadlock.py", "--processes", "2", "--threads", "9", "--operations", "8")
+
+
+@needs_database_url
+def test_the_retry_and_a_live_booking_of_one_log_never_deadlock():
+    drill("retry_vs_live_booking.py")

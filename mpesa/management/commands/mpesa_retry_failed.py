@@ -20,9 +20,8 @@ class Command(BaseCommand):
             "--stuck-after",
             type=int,
             metavar="SECONDS",
-            help="Also take callbacks still unprocessed this long after arrival (default: 300). 0 is for "
-            "after a fault drill, once no server is booking: a live booking and the retry would otherwise "
-            "contend for the same log.",
+            help="Also take callbacks still unprocessed this long after arrival (default: 300). A fault "
+            "drill uses 0 to book at once what killed workers left; a log being booked now is skipped.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
