@@ -125,6 +125,10 @@ class PrivateCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# Kept for a drill that finds a violation, removed otherwise (see `report`).
+SERVER_LOGS: list[Path] = []
+
+
 class Server:
     """gunicorn with the production configuration (deploy/gunicorn.conf.py: gthread workers), on a
     free port, with persistent database connections."""
@@ -136,6 +140,7 @@ class Server:
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         # The errors a fault provokes are expected: kept in a file, not across the drill's figures.
         self.log = Path(tempfile.mkstemp(prefix="kellyos-drill-gunicorn-", suffix=".log")[1])
+        SERVER_LOGS.append(self.log)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [gunicorn, "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "kellyos.wsgi:application",
@@ -460,6 +465,9 @@ def report(title: str, figures: dict[str, object], violations: list[str]) -> int
         print("VIOLATIONS:")
         for violation in violations:
             print(f"  - {violation}")
+        print(f"server logs: {', '.join(str(log) for log in SERVER_LOGS) or 'none'}")
         return 1
     print("  no violation")
+    for log in SERVER_LOGS:
+        log.unlink(missing_ok=True)
     return 0
