@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 TEST_SETTINGS := kellyos.settings.test
 
-.PHONY: install run test lint pytest bench bench-volume db-stop clean
+.PHONY: install run test lint pytest bench bench-volume drills db-stop clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ bench: install
 bench-volume: install
 	$(BIN)/python bench/seed_volume.py --scale $(or $(VOLUME_SCALE),1.0)
 	$(BIN)/python bench/reads.py
+
+# Fault drills (bench/drills/) at full scale: killed workers, a PostgreSQL restart (on a private
+# cluster of their own), two hosts, concurrent payments, the retry meeting a live booking. Each makes its own database next to
+# DATABASE_URL's and exits non-zero on any violation (all run; the target fails if any did);
+# `make test` runs them at a small scale.
+drills: install
+	@status=0; for drill in worker_sigkill postgres_restart two_hosts payments_deadlock retry_vs_live_booking; do \
+	  echo "$(BIN)/python bench/drills/$$drill.py"; $(BIN)/python bench/drills/$$drill.py || status=1; \
+	done; exit $$status
 
 # Stops the embedded PostgreSQL left running under var/ (it keeps running between commands).
 db-stop:
