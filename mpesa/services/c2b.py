@@ -190,11 +190,11 @@ RETRIED_KINDS = [
 ]
 
 
-def c2b_retry_failed(*, logs: Any = None) -> list[WebhookLog]:
+def c2b_retry_failed(*, logs: Any = None, stuck_after: timedelta = STUCK_AFTER) -> list[WebhookLog]:
     """Book again every confirmation (or STK callback) whose processing failed, or that was left
     half-way (a worker killed mid-booking leaves its log RECEIVED). Safe to run at any time, from
     any number of processes: each log is claimed by one runner, and a receipt is booked once."""
-    stuck_before = timezone.now() - STUCK_AFTER
+    stuck_before = timezone.now() - stuck_after
     candidates = (
         logs
         if logs is not None

@@ -2,11 +2,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db.models import Q
-from django.utils import timezone
 
-from mpesa.models import WebhookLog, WebhookStatus
-from mpesa.services.c2b import c2b_retry_failed
+from mpesa.services.c2b import STUCK_AFTER, c2b_retry_failed
 
 
 class Command(BaseCommand):
@@ -25,14 +22,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        logs = None
-        if options["stuck_after"] is not None:
-            stuck_before = timezone.now() - timedelta(seconds=options["stuck_after"])
-            logs = WebhookLog.objects.filter(
-                Q(status=WebhookStatus.FAILED)
-                | Q(status=WebhookStatus.RECEIVED, received_at__lt=stuck_before)
-            )
-        results = c2b_retry_failed(logs=logs)
+        seconds = options["stuck_after"]
+        results = c2b_retry_failed(stuck_after=STUCK_AFTER if seconds is None else timedelta(seconds=seconds))
         for log in results:
             self.stdout.write(f"{log}: {log.get_status_display()} {log.detail}".rstrip())
         still_failed = sum(log.status == "FAILED" for log in results)
