@@ -1,6 +1,7 @@
 """Failures mid-booking, retries, and the same receipt from many threads and processes at once."""
 
 import multiprocessing
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -109,39 +110,37 @@ def test_two_processes_delivering_one_trans_id_book_it_once():
     assert ledger_verify()["is_valid"]
 
 
-def _inject_deadlocks(cursor, *, times):
-    """Make PostgreSQL abort the next `times` payment inserts as a deadlock victim (SQLSTATE 40P01).
+@contextmanager
+def deadlocks_injected(*, times):
+    """PostgreSQL aborts the next `times` payment inserts as a deadlock's victim (SQLSTATE 40P01).
     A sequence counts them: it is not rolled back with the aborted transaction."""
-    cursor.execute("CREATE SEQUENCE test_deadlock_count")
-    cursor.execute(
-        "CREATE FUNCTION test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-        f" IF nextval('test_deadlock_count') <= {times} THEN"
-        " RAISE EXCEPTION 'deadlock detected (injected)' USING ERRCODE = '40P01'; END IF;"
-        " RETURN NEW; END $$"
-    )
-    cursor.execute(
-        "CREATE TRIGGER test_deadlock BEFORE INSERT ON invoices_payment"
-        " FOR EACH ROW EXECUTE FUNCTION test_deadlock()"
-    )
-
-
-def _remove_deadlocks(cursor):
-    cursor.execute("DROP TRIGGER test_deadlock ON invoices_payment")
-    cursor.execute("DROP FUNCTION test_deadlock()")
-    cursor.execute("DROP SEQUENCE test_deadlock_count")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SEQUENCE test_deadlock_count")
+        cursor.execute(
+            "CREATE FUNCTION test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF nextval('test_deadlock_count') <= {times} THEN"
+            " RAISE EXCEPTION 'deadlock detected (injected)' USING ERRCODE = '40P01'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_deadlock BEFORE INSERT ON invoices_payment"
+            " FOR EACH ROW EXECUTE FUNCTION test_deadlock()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER test_deadlock ON invoices_payment")
+            cursor.execute("DROP FUNCTION test_deadlock()")
+            cursor.execute("DROP SEQUENCE test_deadlock_count")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_deadlock_victim_is_booked_again_at_once_and_counted(settings):
     settings.METRICS_TOKEN = "scrape-secret"
     invoice = InvoiceFactory(amount=D("1000.00"))
-    with connection.cursor() as cursor:
-        _inject_deadlocks(cursor, times=1)
-    try:
+    with deadlocks_injected(times=1):
         response = confirm(payloads.c2b(trans_id="TKDEAD0001", amount="400", account=invoice.number))
-    finally:
-        with connection.cursor() as cursor:
-            _remove_deadlocks(cursor)
     assert response.json() == SUCCESS
     log = WebhookLog.objects.get()
     assert (log.status, log.attempts, log.lock_conflict_retries) == (WebhookStatus.PROCESSED, 1, 1)
@@ -156,13 +155,8 @@ def test_a_deadlock_victim_is_booked_again_at_once_and_counted(settings):
 @pytest.mark.django_db(transaction=True)
 def test_a_booking_that_keeps_deadlocking_is_left_failed_for_the_retry_path():
     invoice = InvoiceFactory(amount=D("1000.00"))
-    with connection.cursor() as cursor:
-        _inject_deadlocks(cursor, times=3)
-    try:
+    with deadlocks_injected(times=3):
         response = confirm(payloads.c2b(trans_id="TKDEAD0002", amount="400", account=invoice.number))
-    finally:
-        with connection.cursor() as cursor:
-            _remove_deadlocks(cursor)
     assert response.json() == SUCCESS  # the raw body is stored; mpesa_retry_failed books it
     log = WebhookLog.objects.get()
     assert (log.status, log.lock_conflict_retries) == (WebhookStatus.FAILED, 2)
