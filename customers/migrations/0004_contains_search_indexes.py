@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from kellyos.migration_ops import contains_search_indexes
+
 INDEXES = {
     "customers_customer_code_trgm": ("customers_customer", "code"),
     "customers_customer_name_trgm": ("customers_customer", "name"),
@@ -13,10 +15,4 @@ INDEXES = {
 class Migration(migrations.Migration):
     dependencies = [("customers", "0003_customer_phone_sha256"), ("ledger", "0006_contains_search_indexes")]
 
-    operations = [
-        migrations.RunSQL(
-            f"CREATE INDEX {name} ON {table} USING gin (upper({column}::text) gin_trgm_ops)",
-            f"DROP INDEX {name}",
-        )
-        for name, (table, column) in INDEXES.items()
-    ]
+    operations = [contains_search_indexes(INDEXES)]

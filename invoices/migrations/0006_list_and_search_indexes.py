@@ -3,6 +3,8 @@
 
 from django.db import migrations, models
 
+from kellyos.migration_ops import contains_search_indexes
+
 INDEXES = {
     "invoices_invoice_number_trgm": ("invoices_invoice", "number"),
     "invoices_payment_source_trgm": ("invoices_payment", "source_id"),
@@ -22,11 +24,5 @@ class Migration(migrations.Migration):
             model_name="payment",
             index=models.Index(fields=["received_at", "id"], name="invoices_payment_time_idx"),
         ),
-        *(
-            migrations.RunSQL(
-                f"CREATE INDEX {name} ON {table} USING gin (upper({column}::text) gin_trgm_ops)",
-                f"DROP INDEX {name}",
-            )
-            for name, (table, column) in INDEXES.items()
-        ),
+        contains_search_indexes(INDEXES),
     ]

@@ -2,8 +2,9 @@
 upper(column::text) LIKE '%WORD%') is answered by pg_trgm indexes on exactly that expression, instead
 of reading every journal entry. The later apps index their searched columns the same way."""
 
-from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations
+
+from kellyos.migration_ops import contains_search_indexes
 
 INDEXES = {
     "ledger_entry_memo_trgm": ("ledger_journalentry", "memo"),
@@ -15,12 +16,5 @@ class Migration(migrations.Migration):
     dependencies = [("ledger", "0005_period_lock_enforced")]
 
     operations = [
-        TrigramExtension(),
-        *(
-            migrations.RunSQL(
-                f"CREATE INDEX {name} ON {table} USING gin (upper({column}::text) gin_trgm_ops)",
-                f"DROP INDEX {name}",
-            )
-            for name, (table, column) in INDEXES.items()
-        ),
+        contains_search_indexes(INDEXES),
     ]

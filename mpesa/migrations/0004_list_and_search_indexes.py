@@ -3,6 +3,8 @@ webhook log indexed for `icontains` (see ledger 0006)."""
 
 from django.db import migrations, models
 
+from kellyos.migration_ops import contains_search_indexes
+
 INDEXES = {
     "mpesa_receipt_trans_id_trgm": ("mpesa_mpesareceipt", "trans_id"),
     "mpesa_receipt_bill_ref_trgm": ("mpesa_mpesareceipt", "bill_ref_number"),
@@ -19,11 +21,5 @@ class Migration(migrations.Migration):
             model_name="mpesareceipt",
             index=models.Index(fields=["trans_time", "id"], name="mpesa_receipt_time_idx"),
         ),
-        *(
-            migrations.RunSQL(
-                f"CREATE INDEX {name} ON {table} USING gin (upper({column}::text) gin_trgm_ops)",
-                f"DROP INDEX {name}",
-            )
-            for name, (table, column) in INDEXES.items()
-        ),
+        contains_search_indexes(INDEXES),
     ]
