@@ -8,7 +8,6 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-import environ
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
@@ -38,12 +37,17 @@ def load_settings(**env):
 
 def direct_url(**query: str) -> dict:
     """The server the tests' own connection reaches (directly, even when the suite runs through
-    PgBouncer), as EVENTS_DATABASE_URL would be parsed, without a database name."""
+    PgBouncer), as EVENTS_DATABASE_URL would be parsed, without a database name. Built as the parsed
+    dict, not a URL: the embedded server's host is a socket directory."""
     server = settings.EVENTS_DATABASE or connection.settings_dict
-    options = "&".join(f"{key}={value}" for key, value in query.items())
-    return environ.Env.db_url_config(
-        f"postgres://{server['USER']}@{server['HOST']}:{server['PORT']}" + (f"?{options}" if options else "")
-    )
+    return {
+        "HOST": server["HOST"],
+        "PORT": server["PORT"],
+        "USER": server["USER"],
+        "PASSWORD": server.get("PASSWORD", ""),
+        "NAME": "",
+        "OPTIONS": dict(query),
+    }
 
 
 def test_transaction_pooling_turns_off_server_side_cursors_and_prepared_statements():
