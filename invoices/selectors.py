@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import F, QuerySet, Sum
 
 from customers.models import Customer
-from customers.selectors import customer_code_normalize
+from customers.selectors import customer_code_normalize, customer_id_by_code
 from invoices.exceptions import UnknownPaymentReferenceError
 from invoices.models import OPEN_STATUSES, VOID_REASON_PREFIX, Invoice, InvoiceStatus
 from kellyos.db import rows_fetch
@@ -68,18 +68,22 @@ def invoice_number_normalize(reference: str) -> str | None:
     return f"INV-{match.group(1)}-{int(match.group(2)):04d}"
 
 
+def invoice_payment_target(number: str) -> PaymentTarget | None:
+    """The invoice with exactly this (normalised) number and its customer: one index probe."""
+    rows = rows_fetch("SELECT id, customer_id FROM invoices_invoice WHERE number = %s", [number])
+    return PaymentTarget(customer_id=rows[0][1], invoice_id=rows[0][0]) if rows else None
+
+
 def payment_reference_resolve(reference: str) -> PaymentTarget:
     """The invoice or customer a payer's reference names, matched regardless of case and spaces."""
     number = invoice_number_normalize(reference)
-    if number is not None:
-        invoice = rows_fetch("SELECT id, customer_id FROM invoices_invoice WHERE number = %s", [number])
-        if invoice:
-            return PaymentTarget(customer_id=invoice[0][1], invoice_id=invoice[0][0])
+    target = invoice_payment_target(number) if number is not None else None
+    if target is not None:
+        return target
     code = customer_code_normalize(reference)
-    if code is not None:
-        customer = rows_fetch("SELECT id FROM customers_customer WHERE code = %s", [code])
-        if customer:
-            return PaymentTarget(customer_id=customer[0][0], invoice_id=None)
+    customer_id = customer_id_by_code(code) if code is not None else None
+    if customer_id is not None:
+        return PaymentTarget(customer_id=customer_id, invoice_id=None)
     raise UnknownPaymentReferenceError(f"No invoice or customer matches the reference {reference!r}.")
 
 

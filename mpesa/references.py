@@ -9,11 +9,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from customers.selectors import customer_code_normalize
+from customers.selectors import customer_code_normalize, customer_id_by_code
 from invoices.models import Payment
-from invoices.selectors import invoice_number_normalize
+from invoices.selectors import invoice_number_normalize, invoice_payment_target
 from invoices.services import payment_receive
-from kellyos.db import rows_fetch
 from mpesa.exceptions import MpesaError
 from mpesa.models import UnallocatedReason
 from pos.models import Sale, SalePayment, SaleStatus
@@ -104,9 +103,8 @@ class InvoiceNumberReference(_ReceivablesReference):
 
     def match(self, reference: str) -> ReferenceMatch | None:
         number = invoice_number_normalize(reference)
-        sql = "SELECT customer_id FROM invoices_invoice WHERE number = %s"
-        rows = rows_fetch(sql, [number]) if number else []
-        return ReferenceMatch(self.name, rows[0][0], number or "") if rows else None
+        target = invoice_payment_target(number) if number else None
+        return ReferenceMatch(self.name, target.customer_id, number or "") if target else None
 
 
 class CustomerCodeReference(_ReceivablesReference):
@@ -114,8 +112,8 @@ class CustomerCodeReference(_ReceivablesReference):
 
     def match(self, reference: str) -> ReferenceMatch | None:
         code = customer_code_normalize(reference)
-        rows = rows_fetch("SELECT id FROM customers_customer WHERE code = %s", [code]) if code else []
-        return ReferenceMatch(self.name, rows[0][0], code or "") if rows else None
+        customer_id = customer_id_by_code(code) if code else None
+        return ReferenceMatch(self.name, customer_id, code or "") if customer_id else None
 
 
 class SaleReference:

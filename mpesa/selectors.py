@@ -127,11 +127,12 @@ class MpesaMetrics:
 def mpesa_metrics() -> MpesaMetrics:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT kind, status, count(*) FROM mpesa_webhooklog GROUP BY kind, status ORDER BY 1, 2"
+            "SELECT kind, status, count(*), sum(lock_conflict_retries) FROM mpesa_webhooklog"
+            " GROUP BY kind, status ORDER BY 1, 2"
         )
-        callbacks = [(kind, status, count) for kind, status, count in cursor.fetchall()]
-        cursor.execute("SELECT coalesce(sum(lock_conflict_retries), 0) FROM mpesa_webhooklog")
-        (lock_conflict_retries,) = cursor.fetchone()
+        rows = cursor.fetchall()
+        callbacks = [(kind, status, count) for kind, status, count, _ in rows]
+        lock_conflict_retries = sum(retries for *_, retries in rows)
         cursor.execute(
             "SELECT count(*), coalesce(sum(unallocated_amount), 0) FROM mpesa_mpesareceipt"
             " WHERE unallocated_amount > 0"
