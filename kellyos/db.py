@@ -14,10 +14,17 @@ def rows_of(model: type[M], where: str, params: Sequence[Any], *, tail: str = ""
     """`model` rows matching a hand-written condition (`tail`: ORDER BY, LIMIT, FOR UPDATE).
 
     For the reads on every payment's path: compiling an ORM query there costs more than running it."""
-    columns, names = _select_list(model)
+    columns, names, converters = _select_list(model)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {columns} FROM {model._meta.db_table} WHERE {where} {tail}", params)  # noqa: S608
-        return [model.from_db(connection.alias, names, row) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    if converters:  # JSON arrives as text, as for the ORM, which decodes it with the field's converter
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for index, column, field_converters in converters:
+                for converter in field_converters:
+                    row[index] = converter(row[index], column, connection)
+    return [model.from_db(connection.alias, names, row) for row in rows]
 
 
 def row_first(model: type[M], where: str, params: Sequence[Any], *, tail: str = "") -> M | None:
@@ -26,10 +33,58 @@ def row_first(model: type[M], where: str, params: Sequence[Any], *, tail: str = 
 
 
 @functools.cache
-def _select_list(model: type[models.Model]) -> tuple[str, list[str]]:
+def _select_list(model: type[models.Model]) -> tuple[str, list[str], list[tuple[int, Any, list[Any]]]]:
     # Columns in concrete-field order, which is what Model.from_db expects.
     fields = model._meta.concrete_fields
-    return ", ".join(f'"{field.column}"' for field in fields), [field.attname for field in fields]
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if found:
+            converters.append((index, column, found))
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    return columns, [field.attname for field in fields], converters
+
+
+def row_insert(instance: models.Model) -> None:
+    """INSERT one new model instance and set its primary key, as Model.save() would (the same field
+    preparation, auto_now_add included), without compiling an ORM query: for the rows every payment
+    writes. Sends no model signals (we hang no business logic on them)."""
+    model = type(instance)
+    sql, fields = _insert_statement(model)
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        (instance.pk,) = cursor.fetchone()
+    instance._state.adding = False
+    instance._state.db = connection.alias
+
+
+def row_update(instance: models.Model, fields: Sequence[str]) -> None:
+    """UPDATE the named fields of a saved instance, as save(update_fields=...) would, on a hot path."""
+    meta = instance._meta
+    model_fields = [meta.get_field(name) for name in fields]
+    assignments = ", ".join(f'"{field.column}" = %s' for field in model_fields)  # type: ignore[union-attr]
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection)  # type: ignore[union-attr]
+        for field in model_fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE {meta.db_table} SET {assignments} WHERE "{meta.pk.column}" = %s',  # noqa: S608
+            [*values, instance.pk],
+        )
+        if cursor.rowcount != 1:
+            raise instance.DoesNotExist(f"{meta.object_name} {instance.pk} is not in the database.")  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _insert_statement(model: type[models.Model]) -> tuple[str, list[models.Field[Any, Any]]]:
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = f'INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}) RETURNING "{model._meta.pk.column}"'  # noqa: S608, E501
+    return sql, fields
 
 
 def rows_fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

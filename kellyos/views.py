@@ -38,7 +38,7 @@ from kellyos.events import event_latest_id, event_stream
 from kellyos.reports import report_build
 from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
-from mpesa.selectors import mpesa_metrics
+from mpesa.selectors import mpesa_metrics, suspense_queue_count
 from pos.selectors import sale_get_by_reference
 
 
@@ -130,7 +130,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "last_event_id": event_latest_id(),
         "collected": collected["total"] or Decimal("0.00"),
         "receipts_today": collected["count"],
-        "unallocated": MpesaReceipt.objects.filter(unallocated_amount__gt=0, payment__isnull=True).count(),
+        "unallocated": suspense_queue_count(),
         "open_invoices": Invoice.objects.filter(status__in=OPEN_STATUSES).count(),
         "recent": MpesaReceipt.objects.select_related("customer").order_by("-trans_time", "-id")[:20],
     }

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from customers.selectors import customer_code_normalize, customer_id_by_code
 from invoices.models import Payment
-from invoices.selectors import invoice_number_normalize, invoice_payment_target
+from invoices.selectors import PaymentTarget, invoice_number_normalize, invoice_payment_target
 from invoices.services import payment_receive
 from mpesa.exceptions import MpesaError
 from mpesa.models import UnallocatedReason
@@ -28,6 +28,7 @@ class ReferenceMatch:
     customer_id: int | None  # None for a till sale: no customer account behind it
     label: str
     sale: Sale | None = None
+    payment_target: PaymentTarget | None = None  # an invoice or customer: what receivables books to
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class _ReceivablesReference:
             source=MPESA_SOURCE,
             source_id=trans_id,
             received_into=received_into,
+            target=match.payment_target,
         )
         if outcome.differences:
             raise MpesaError(
@@ -104,7 +106,9 @@ class InvoiceNumberReference(_ReceivablesReference):
     def match(self, reference: str) -> ReferenceMatch | None:
         number = invoice_number_normalize(reference)
         target = invoice_payment_target(number) if number else None
-        return ReferenceMatch(self.name, target.customer_id, number or "") if target else None
+        if target is None:
+            return None
+        return ReferenceMatch(self.name, target.customer_id, number or "", payment_target=target)
 
 
 class CustomerCodeReference(_ReceivablesReference):
@@ -113,7 +117,10 @@ class CustomerCodeReference(_ReceivablesReference):
     def match(self, reference: str) -> ReferenceMatch | None:
         code = customer_code_normalize(reference)
         customer_id = customer_id_by_code(code) if code else None
-        return ReferenceMatch(self.name, customer_id, code or "") if customer_id else None
+        if customer_id is None:
+            return None
+        target = PaymentTarget(customer_id=customer_id, invoice_id=None)
+        return ReferenceMatch(self.name, customer_id, code or "", payment_target=target)
 
 
 class SaleReference:

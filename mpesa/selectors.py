@@ -113,6 +113,16 @@ def mpesa_verify() -> list[str]:
     return errors
 
 
+def suspense_queue_count() -> int:
+    """Receipts (or parts) waiting for a clerk to name where they belong: the dashboard's figure."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM mpesa_mpesareceipt WHERE unallocated_amount > 0 AND payment_id IS NULL"
+        )
+        (count,) = cursor.fetchone()
+    return int(count)
+
+
 @dataclass(frozen=True)
 class MpesaMetrics:
     callbacks: list[tuple[str, str, int]]  # (kind, status, count)

@@ -8,7 +8,6 @@ concurrent deliveries wait for the first, and the unique constraint on the recei
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -27,7 +26,7 @@ from invoices.exceptions import ReceivablesError
 from invoices.models import Payment
 from invoices.services import payment_reallocate
 from kellyos.audit import audit_record
-from kellyos.db import lock_conflict, row_first, rows_fetch
+from kellyos.db import lock_conflict, row_first, row_insert, rows_fetch
 from kellyos.events import event_publish
 from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
@@ -49,6 +48,7 @@ from mpesa.models import (
     WebhookStatus,
 )
 from mpesa.references import ReferenceKind, ReferenceMatch, reference_match
+from mpesa.selectors import suspense_queue_count
 
 logger = logging.getLogger(__name__)
 
@@ -93,17 +93,13 @@ def webhook_log_record(
         source_ip=source_ip,
         received_at=timezone.now(),
     )
-    # Hand-written, like the booking's final update below: these two run on every callback.
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO mpesa_webhooklog (kind, received_at, source_ip, headers, body, status, detail, "
-            "trans_id, attempts, lock_conflict_retries) VALUES (%s, %s, %s, %s::jsonb, %s, %s, '', '', 0, 0) "
-            "RETURNING id",
-            [kind, log.received_at, source_ip, json.dumps(log.headers), log.body, log.status],
-        )
-        (log.pk,) = cursor.fetchone()
-    log._state.adding = False
-    log._state.db = connection.alias
+    if connection.get_autocommit():
+        # Outside any transaction the single INSERT commits by itself: no BEGIN and COMMIT round trips
+        # on every callback.
+        row_insert(log)
+    else:
+        with transaction.atomic(durable=True):  # refuses to run inside a transaction that could undo it
+            row_insert(log)
     return log
 
 
@@ -464,19 +460,18 @@ def receipt_book(
             _hold_in_suspense(
                 receipt, amount=booking.excess, reason=booking.excess_reason, detail=booking.excess_detail
             )
-    receipt.save()
-    event_publish(
-        kind="payment",
-        payload={
-            "trans_id": receipt.trans_id, "amount": receipt.amount, "payer": receipt.payer_name,
-            "account": receipt.bill_ref_number, "status": receipt.get_status_display(),
-            "unallocated_amount": receipt.unallocated_amount, "time": receipt.trans_time,
-            "sale": booking_sale_reference(receipt),
-            "unallocated_count": rows_fetch(
-                "SELECT count(*) FROM mpesa_mpesareceipt WHERE unallocated_amount > 0 AND payment_id IS NULL"
-            )[0][0],
-        },
-    )  # fmt: skip
+    row_insert(receipt)
+    announced: dict[str, Any] = {
+        "trans_id": receipt.trans_id, "amount": receipt.amount, "payer": receipt.payer_name,
+        "account": receipt.bill_ref_number, "status": receipt.get_status_display(),
+        "unallocated_amount": receipt.unallocated_amount, "time": receipt.trans_time,
+        "sale": booking_sale_reference(receipt),
+    }  # fmt: skip
+    if receipt.unallocated_amount:
+        # Counted only when this receipt joined the queue: the count grows with the suspense
+        # history, and most payments leave it as it was.
+        announced["unallocated_count"] = suspense_queue_count()
+    event_publish(kind="payment", payload=announced)
     return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
 
 
