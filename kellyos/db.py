@@ -50,12 +50,22 @@ def row_insert(instance: models.Model) -> None:
     """INSERT one new model instance and set its primary key, as Model.save() would (the same field
     preparation, auto_now_add included), without compiling an ORM query: for the rows every payment
     writes. Sends no model signals (we hang no business logic on them)."""
-    model = type(instance)
-    sql, fields = _insert_statement(model)
-    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    sql, values = insert_statement(instance)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        (instance.pk,) = cursor.fetchone()
+        (pk,) = cursor.fetchone()
+    row_inserted(instance, pk)
+
+
+def insert_statement(instance: models.Model) -> tuple[str, list[Any]]:
+    """The INSERT ... RETURNING pk of row_insert and its parameters, to run as part of a larger
+    statement (a WITH clause); then tell the instance with row_inserted."""
+    sql, fields = _insert_statement(type(instance))
+    return sql, [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+
+
+def row_inserted(instance: models.Model, pk: Any) -> None:
+    instance.pk = pk
     instance._state.adding = False
     instance._state.db = connection.alias
 

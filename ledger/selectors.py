@@ -9,7 +9,7 @@ Days are business days in settings.TIME_ZONE (Nairobi), whatever time zone is ac
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -290,3 +290,35 @@ def customer_subledger_totals(
 
 def period_lock_current() -> PeriodLock | None:
     return row_first(PeriodLock, "TRUE", [], tail="ORDER BY id DESC LIMIT 1")
+
+
+@dataclass(frozen=True)
+class PostingTerms:
+    """What a posting is checked against: the current period lock and its accounts, by code."""
+
+    period_lock: PeriodLock | None
+    accounts: dict[str, Account]
+
+
+def posting_terms(account_codes: Sequence[str]) -> PostingTerms:
+    """Both in one read: every payment posts, and on that path a round trip costs more than the
+    reading. Accounts not in the chart are simply absent."""
+    rows = rows_fetch(
+        """
+        SELECT lock.id, lock.locked_through, lock.boundary, account.id, account.code, account.name,
+               account.is_active
+          FROM (SELECT 1) AS one
+          LEFT JOIN LATERAL (SELECT id, locked_through, boundary FROM ledger_periodlock
+                              ORDER BY id DESC LIMIT 1) AS lock ON TRUE
+          LEFT JOIN ledger_account AS account ON account.code = ANY(%s)
+        """,
+        [list(account_codes)],
+    )
+    lock_id, locked_through, boundary = rows[0][:3]
+    lock = PeriodLock(id=lock_id, locked_through=locked_through, boundary=boundary) if lock_id else None
+    accounts = {
+        code: Account(id=account_id, code=code, name=name, is_active=is_active)
+        for *_, account_id, code, name, is_active in rows
+        if account_id is not None
+    }
+    return PostingTerms(period_lock=lock, accounts=accounts)

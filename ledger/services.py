@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from kellyos.audit import audit_record
-from kellyos.db import rows_of, violated_constraint
+from kellyos.db import violated_constraint
 from kellyos.money import ZERO, InvalidAmountError, to_kes
 from ledger.exceptions import (
     EntryAlreadyReversedError,
@@ -24,8 +24,8 @@ from ledger.exceptions import (
     TransactionRequiredError,
     UnknownAccountError,
 )
-from ledger.models import Account, CauseKind, JournalEntry, PeriodLock
-from ledger.selectors import period_lock_current
+from ledger.models import CauseKind, JournalEntry, PeriodLock
+from ledger.selectors import posting_terms
 
 # Clocks of application servers and the database differ a little; the database allows the same slack.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -135,13 +135,10 @@ def _entry_insert(
             f"Journal entries cannot be dated in the future ({posted_at:%Y-%m-%d %H:%M})."
         )
     amounts = _validated_amounts(lines)
-    lock = period_lock_current()
+    terms = posting_terms(sorted({line.account for line in lines}))
+    lock, accounts = terms.period_lock, terms.accounts
     if lock is not None and (posted_at or timezone.now()) < lock.boundary:
         raise PeriodClosedError(f"The books are closed through {lock.locked_through}; post on a later date.")
-    accounts = {
-        account.code: account
-        for account in rows_of(Account, "code = ANY(%s)", [sorted({line.account for line in lines})])
-    }
     for line in lines:
         account = accounts.get(line.account)
         if account is None:
