@@ -1,64 +1,17 @@
-"""A cashier in a real browser: Playwright driving Debian's Chromium (never a downloaded browser)."""
+"""A cashier in a real browser."""
 
 import os
-import shutil
-import time
 from decimal import Decimal
 
-import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
 
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
 from pos.models import Sale, SaleStatus
+from tests.browser import BROWSER_TEST_MARKS
 from tests.factories import UserFactory
 from tests.pos.factories import ProductFactory
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright = pytest.importorskip(
-    "playwright.sync_api", reason="pip install playwright (the Python package only)"
-)
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason="No Chromium: on Debian/Ubuntu `apt-get install chromium` (.ci/run does this); the test never "
-        "downloads a browser.",
-    ),
-]
-
-
-@pytest.fixture
-def browser_page():
-    # Playwright runs its own event loop in this thread; the test's own ORM calls are synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page()
-        yield page
-        browser.close()
-    time.sleep(2.5)  # let the server's event streams notice the browser left
-    # A request the closing browser cut off mid-response leaves its server thread's connection open;
-    # end those (this process's own) so the test database can be dropped.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+pytestmark = BROWSER_TEST_MARKS
 
 
 def test_a_cashier_rings_up_a_sale_and_sees_it_paid_without_a_reload(
