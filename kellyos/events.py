@@ -49,6 +49,26 @@ def events_publish(*, events: list[tuple[str, dict[str, Any]]]) -> None:
         )
 
 
+def events_prune(*, older_than: timedelta, batch: int = 10_000) -> int:
+    """Delete events older than `older_than`: they exist for browsers catching up after a reconnect
+    (seconds to minutes), not as history (the audit trail and the ledger are that). In batches, so no
+    single statement holds many rows while payments publish new ones. Returns how many went."""
+    if older_than < REPLAY_OVERLAP:
+        raise ValueError(f"Events must be kept at least {REPLAY_OVERLAP} for reconnecting browsers.")
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                f"DELETE FROM {Event._meta.db_table} WHERE id IN (SELECT id FROM {Event._meta.db_table} "  # noqa: S608
+                "WHERE created_at < %s ORDER BY id LIMIT %s)",
+                [cutoff, batch],
+            )
+            deleted += cursor.rowcount
+            if cursor.rowcount < batch:
+                return deleted
+
+
 def event_latest_id() -> int:
     """Pages write this into their EventSource URL, so nothing committed after the page was drawn
     and before the stream opened is missed."""

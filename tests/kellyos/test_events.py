@@ -2,15 +2,19 @@
 
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 
 from kellyos.events import event_listener_connect as listener
-from kellyos.events import event_publish
+from kellyos.events import event_publish, events_prune
 from kellyos.models import Event
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
@@ -113,3 +117,27 @@ def test_the_dashboard_shows_todays_collections(admin_client):
     )
     page = admin_client.get("/dashboard/").content.decode()
     assert "1,250.00" in page and "TKDASH0001" in page and "Unallocated receipts" in page
+
+
+@pytest.mark.django_db
+def test_events_older_than_a_day_are_pruned_and_newer_ones_kept():
+    old = Event.objects.create(kind="payment", payload={"trans_id": "OLD"})
+    Event.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    recent = Event.objects.create(kind="payment", payload={"trans_id": "RECENT"})
+    out = StringIO()
+    call_command("events_prune", "--older-than-hours", "24", stdout=out)
+    assert list(Event.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert "Deleted 1 live-update events" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_pruning_in_batches_deletes_everything_old():
+    Event.objects.bulk_create(Event(kind="payment", payload={"n": n}) for n in range(25))
+    Event.objects.update(created_at=timezone.now() - timedelta(days=2))
+    assert events_prune(older_than=timedelta(days=1), batch=10) == 25
+    assert not Event.objects.exists()
+
+
+def test_events_a_reconnecting_browser_may_still_need_are_never_pruned():
+    with pytest.raises(CommandError, match="at least"):
+        call_command("events_prune", "--older-than-hours", "0.001")
