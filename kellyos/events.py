@@ -64,8 +64,9 @@ def events_prune(*, older_than: timedelta, batch: int = 10_000) -> int:
                 "WHERE created_at < %s ORDER BY id LIMIT %s)",
                 [cutoff, batch],
             )
-            deleted += cursor.rowcount
-            if cursor.rowcount < batch:
+            removed: int = cursor.rowcount
+            deleted += removed
+            if removed < batch:
                 return deleted
 
 
