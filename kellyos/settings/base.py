@@ -116,15 +116,21 @@ if DATABASE_POOLING == "transaction":
     # A server-side cursor opened outside a transaction is WITH HOLD, and its next rows would be asked
     # of whichever server connection PgBouncer hands out next.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-    # A prepared statement lives on one server connection, and PgBouncer before 1.21 cannot follow it.
-    # Django already leaves them off; this keeps a `?prepare_threshold=` in DATABASE_URL from
-    # turning them on.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
     if EVENTS_DATABASE is None:
         raise ImproperlyConfigured(
             "DATABASE_POOLING=transaction needs EVENTS_DATABASE_URL, a direct connection to PostgreSQL "
             "(not through PgBouncer) for the live updates' LISTEN; through PgBouncer they would hear nothing."
         )
+
+# Parameters travel apart from the statement (server-side binding), so psycopg can prepare what a
+# process runs again and again: PostgreSQL then neither parses nor plans it, which was about a third
+# of its work per payment (README, Benchmarks). A prepared statement lives on one server connection:
+# through PgBouncer in transaction mode that needs PgBouncer 1.21+ with max_prepared_statements set,
+# so there they stay off unless DATABASE_PREPARED_STATEMENTS=true says the pooler can follow them.
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=DATABASE_POOLING == "none")
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    server_side_binding=True, prepare_threshold=5 if DATABASE_PREPARED_STATEMENTS else None
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

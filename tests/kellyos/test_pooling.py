@@ -21,13 +21,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def load_settings(**env):
     environment = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_POOLING", "EVENTS_DATABASE_URL"}
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_POOLING", "EVENTS_DATABASE_URL", "DATABASE_PREPARED_STATEMENTS"}
     }
     environment.update(env, DJANGO_SETTINGS_MODULE="kellyos.settings.base", SECRET_KEY="x" * 50)
     code = (
         "import django; from django.conf import settings; django.setup(); db = settings.DATABASES['default'];"
         "print(db.get('DISABLE_SERVER_SIDE_CURSORS', False),"
-        " db.get('OPTIONS', {}).get('prepare_threshold', 'unset'),"
+        " db['OPTIONS']['server_side_binding'], db['OPTIONS']['prepare_threshold'],"
         " settings.EVENTS_DATABASE and settings.EVENTS_DATABASE['PORT'])"
     )
     return subprocess.run(
@@ -57,13 +59,24 @@ def test_transaction_pooling_turns_off_server_side_cursors_and_prepared_statemen
         EVENTS_DATABASE_URL="postgres://kellyos@10.0.0.5:5432/kellyos",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "None", "5432"]
+    assert result.stdout.split() == ["True", "True", "None", "5432"]
 
 
-def test_without_pooling_nothing_changes():
+def test_a_pooler_that_follows_prepared_statements_can_have_them():
+    result = load_settings(
+        DATABASE_POOLING="transaction",
+        DATABASE_PREPARED_STATEMENTS="true",
+        DATABASE_URL="postgres://kellyos@127.0.0.1:6432/kellyos",
+        EVENTS_DATABASE_URL="postgres://kellyos@10.0.0.5:5432/kellyos",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "5", "5432"]
+
+
+def test_direct_connections_prepare_what_they_run_often():
     result = load_settings(DATABASE_URL="postgres://kellyos@127.0.0.1:5432/kellyos")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "unset", "None"]
+    assert result.stdout.split() == ["False", "True", "5", "None"]
 
 
 def test_transaction_pooling_without_a_direct_connection_for_listen_refuses_to_start():
