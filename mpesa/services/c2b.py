@@ -91,8 +91,7 @@ def webhook_log_record(
         body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
         headers={key: value.replace("\x00", "\ufffd") for key, value in headers.items()},
         source_ip=source_ip,
-        received_at=timezone.now(),
-    )
+    )  # received_at: now, when it is inserted (auto_now_add)
     if connection.get_autocommit():
         # Outside any transaction the single INSERT commits by itself: no BEGIN and COMMIT round trips
         # on every callback.
