@@ -39,6 +39,7 @@ test: lint pytest
 
 bench: install
 	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/python bench/ledger_post.py
+	$(BIN)/python bench/c2b_profile.py
 	$(BIN)/python bench/c2b_load.py
 
 # Reads at volume: builds 10^6 receipts / 10^5 customers in <DATABASE_URL>_volume (VOLUME_SCALE=0.01 for

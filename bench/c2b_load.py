@@ -34,16 +34,16 @@ sys.path.insert(0, str(ROOT))
 TOKEN = "bench0123456789abcdef0123456789abcdef"  # noqa: S105 - a throwaway secret for this run
 
 
-def bench_database_env() -> tuple[dict[str, str], str]:
+def bench_database_env(suffix: str = "_c2bbench") -> tuple[dict[str, str], str]:
     """Settings for a fresh database of its own, next to DATABASE_URL's or in the embedded server."""
     env = dict(os.environ)
     url = env.get("DATABASE_URL", "")
     if url:
         parts = urlsplit(url)
-        name = parts.path.lstrip("/") + "_c2bbench"
+        name = parts.path.lstrip("/") + suffix
         env["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + name))
     else:
-        name = "kellyos_c2bbench"
+        name = "kellyos" + suffix
         env["EMBEDDED_DATABASE_NAME"] = name
     env.update(
         DJANGO_SETTINGS_MODULE="kellyos.settings.base",
