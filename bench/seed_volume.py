@@ -162,7 +162,7 @@ SELECT r.id, r.trans_id, r.trans_time, r.amount, %(shortcode)s,
 
 WEBHOOK_LOGS_SQL = """
 INSERT INTO mpesa_webhooklog (id, kind, received_at, source_ip, headers, body, status, detail,
-                              trans_id, receipt_id, attempts, processed_at)
+                              trans_id, receipt_id, attempts, processed_at, lock_conflict_retries)
 SELECT r.id, 'c2b_confirmation', r.trans_time + interval '1 second', '196.201.214.200',
        '{"Content-Type": "application/json"}'::jsonb,
        json_build_object(
@@ -173,7 +173,7 @@ SELECT r.id, 'c2b_confirmation', r.trans_time + interval '1 second', '196.201.21
            'ThirdPartyTransID', '', 'MSISDN', m.msisdn, 'FirstName', m.payer_name)::text,
        'PROCESSED', 'Booked: ' || CASE WHEN m.status = 'ALLOCATED' THEN 'Allocated to invoices.'
                                        ELSE 'Unallocated (suspense).' END,
-       m.trans_id, m.id, 1, r.trans_time + interval '1 second'
+       m.trans_id, m.id, 1, r.trans_time + interval '1 second', 0
   FROM seed_receipt r JOIN mpesa_mpesareceipt m ON m.id = r.id
  WHERE r.id BETWEEN %(low)s AND %(high)s ORDER BY r.id
 """
