@@ -20,7 +20,10 @@ into unlogged staging tables), then written to the real tables in a few large st
 entries and their lines go in chunks, one transaction per chunk, so every ledger trigger runs as for
 the application: the entry stamp (creating transaction, no future date, no closed period), the line
 preparation, the balance stripes, and at each commit the deferred balanced-entry checks. Only
-synchronous_commit is relaxed, for this session.
+synchronous_commit is relaxed, for this session. The list and search indexes that enforce nothing
+(trigram and plain b-tree ones) are dropped before the rows go in and built again from their own
+definitions afterwards, so the schema ends exactly as `migrate` made it; keys, unique indexes and the
+index the balanced-entry checks read stay throughout.
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ WHOLESALER_INVOICES = 300
 OPEN_DAYS = 60  # invoices issued in the last 60 days are still unpaid or part paid
 ENTRIES_PER_TRANSACTION = 25_000
 DOCUMENTS_PER_STATEMENT = 100_000
+# Every table the seed writes: their list and search indexes are built once, after the rows are in.
+WRITTEN_TABLES = ["customers_customer", "ledger_journalentry", "ledger_journalline",
+                  "invoices_invoicenumbersequence", "invoices_invoice", "invoices_invoiceline",
+                  "invoices_payment", "invoices_allocation", "mpesa_mpesareceipt",
+                  "mpesa_webhooklog"]  # fmt: skip
+# Kept while writing: the balanced-entry checks at each commit find an entry's lines through it.
+INDEXES_THE_CHECKS_READ = ["ledger_line_entry_idx"]
 SHORTCODE = "600984"
 FIRST_NAMES = ["Wanjiku", "Otieno", "Achieng", "Kamau", "Njeri", "Mwangi", "Wambui", "Kiprop", "Chebet",
                "Omondi", "Akinyi", "Mutua", "Nyambura", "Kibet", "Adhiambo", "Njoroge", "Wairimu",
@@ -162,7 +172,7 @@ SELECT r.id, r.trans_id, r.trans_time, r.amount, %(shortcode)s,
 
 WEBHOOK_LOGS_SQL = """
 INSERT INTO mpesa_webhooklog (id, kind, received_at, source_ip, headers, body, status, detail,
-                              trans_id, receipt_id, attempts, processed_at)
+                              trans_id, receipt_id, attempts, processed_at, lock_conflict_retries)
 SELECT r.id, 'c2b_confirmation', r.trans_time + interval '1 second', '196.201.214.200',
        '{"Content-Type": "application/json"}'::jsonb,
        json_build_object(
@@ -173,7 +183,7 @@ SELECT r.id, 'c2b_confirmation', r.trans_time + interval '1 second', '196.201.21
            'ThirdPartyTransID', '', 'MSISDN', m.msisdn, 'FirstName', m.payer_name)::text,
        'PROCESSED', 'Booked: ' || CASE WHEN m.status = 'ALLOCATED' THEN 'Allocated to invoices.'
                                        ELSE 'Unallocated (suspense).' END,
-       m.trans_id, m.id, 1, r.trans_time + interval '1 second'
+       m.trans_id, m.id, 1, r.trans_time + interval '1 second', 0
   FROM seed_receipt r JOIN mpesa_mpesareceipt m ON m.id = r.id
  WHERE r.id BETWEEN %(low)s AND %(high)s ORDER BY r.id
 """
@@ -202,12 +212,15 @@ def main() -> None:
         conn.execute("SELECT setseed(0.42)")
         plan(conn, customers=customers, receipts=receipts, days=args.days)
         step(started, "plan staged")
+        set_aside = indexes_set_aside(conn)
+        step(started, f"{len(set_aside)} list and search indexes set aside until the rows are in")
         write_customers(conn)
         step(started, "customers")
         write_ledger(args.database_url, workers=args.workers, started=started)
         write_documents(args.database_url, workers=args.workers, started=started)
         step(started, "invoices, payments, allocations, receipts, webhook log")
-        finish(conn)
+        indexes_rebuild(args.database_url, set_aside, workers=args.workers, started=started)
+        finish(conn, args.database_url, workers=args.workers, started=started)
         step(started, "sequences reset, staging dropped, VACUUM ANALYZE")
         counts = conn.execute(
             """
@@ -370,6 +383,32 @@ def plan(conn: psycopg.Connection, *, customers: int, receipts: int, days: int) 
     )
 
 
+def indexes_set_aside(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """Drop the written tables' list and search indexes, returning (name, table, definition) of each.
+
+    Building an index once over all the rows costs a fraction of updating it row by row (the trigram
+    indexes most of all). Only indexes that enforce nothing go: primary keys, unique indexes and the
+    indexes behind constraints stay, and so does any index the ledger's checks read, so every
+    constraint and trigger works on the real tables throughout. The rebuilt indexes have the
+    migrations' names and definitions (pg_get_indexdef), so the schema ends as `migrate` made it.
+    """
+    rows = conn.execute(
+        """
+        SELECT x.indexrelid::regclass::text, x.indrelid::regclass::text, pg_get_indexdef(x.indexrelid)
+          FROM pg_index x
+         WHERE x.indrelid = ANY(%(tables)s::regclass[])
+           AND NOT x.indisunique AND NOT x.indisprimary
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
+           AND x.indexrelid::regclass::text <> ALL(%(kept)s)
+         ORDER BY 1
+        """,
+        {"tables": WRITTEN_TABLES, "kept": INDEXES_THE_CHECKS_READ},
+    ).fetchall()
+    for name, _, _ in rows:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return [(name, table, definition) for name, table, definition in rows]
+
+
 def write_customers(conn: psycopg.Connection) -> None:
     # Codes come from the customers' own trigger and sequence, in the order of g.
     conn.execute(
@@ -436,6 +475,31 @@ def write_documents(url: str, *, workers: int, started: float) -> None:
     in_parallel(url, workers, started, chunks(WEBHOOK_LOGS_SQL, receipts))
 
 
+def indexes_rebuild(url: str, set_aside: list[tuple[str, str, str]], *, workers: int, started: float) -> None:
+    """Build the set-aside indexes on `workers` connections, the costliest first (trigram indexes on
+    the largest tables) so that no long build is left running alone at the end."""
+    with connect(url) as conn:
+        table_size: dict[str, int] = dict(
+            conn.execute(
+                "SELECT relname::text, pg_relation_size(oid) FROM pg_class WHERE relname = ANY(%s)",
+                [WRITTEN_TABLES],
+            ).fetchall()
+        )
+
+    def cost(index: tuple[str, str, str]) -> int:
+        _, table, definition = index
+        return table_size[table] * (4 if " USING gin " in definition else 1)
+
+    def build(conn: psycopg.Connection, name: str, definition: str) -> str:
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute(definition)
+        return f"index {name}"
+
+    jobs = [(build, name, definition) for name, _, definition in sorted(set_aside, key=cost, reverse=True)]
+    in_parallel(url, workers, started, jobs, quiet=True)
+    step(started, f"{len(jobs)} list and search indexes rebuilt")
+
+
 def connect(url: str) -> psycopg.Connection:
     conn = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
     conn.execute("SET synchronous_commit = off")
@@ -443,8 +507,11 @@ def connect(url: str) -> psycopg.Connection:
     return conn
 
 
-def in_parallel(url: str, workers: int, started: float, jobs: list[tuple[Any, ...]]) -> None:
-    """Run jobs (a function and its arguments after the connection) on `workers` connections."""
+def in_parallel(
+    url: str, workers: int, started: float, jobs: list[tuple[Any, ...]], *, quiet: bool = False
+) -> None:
+    """Run jobs (a function and its arguments after the connection) on `workers` connections,
+    printing what each did unless `quiet`."""
     local = threading.local()
     opened: list[psycopg.Connection] = []
 
@@ -459,13 +526,14 @@ def in_parallel(url: str, workers: int, started: float, jobs: list[tuple[Any, ..
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for done in pool.map(run, jobs):
-                step(started, done)
+                if not quiet:
+                    step(started, done)
     finally:
         for conn in opened:
             conn.close()
 
 
-def finish(conn: psycopg.Connection) -> None:
+def finish(conn: psycopg.Connection, url: str, *, workers: int, started: float) -> None:
     for table in ["invoices_invoice", "invoices_payment", "mpesa_mpesareceipt", "mpesa_webhooklog",
                   "ledger_journalentry"]:  # fmt: skip
         conn.execute(
@@ -474,7 +542,21 @@ def finish(conn: psycopg.Connection) -> None:
             )
         )
     conn.execute("DROP TABLE seed_receipt, seed_invoice, seed_customer")
-    conn.execute("VACUUM ANALYZE")
+    # Every table, largest first, on `workers` connections: one VACUUM of the whole database would
+    # take them one at a time.
+    tables = conn.execute(
+        """
+        SELECT relname::text FROM pg_class
+         WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace
+         ORDER BY pg_relation_size(oid) DESC, relname
+        """
+    ).fetchall()
+
+    def vacuum(conn: psycopg.Connection, table: str) -> str:
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
+        return table
+
+    in_parallel(url, workers, started, [(vacuum, table) for (table,) in tables], quiet=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -99,9 +100,23 @@ def invoice_list_outstanding(*, customer: Customer | None = None) -> QuerySet[In
 AGING_BUCKETS = ["current", "1-30", "31-60", "61-90", "90+"]
 
 
-def invoice_aging_by_customer(*, as_of: date) -> list[tuple[str, str, dict[str, Decimal]]]:
-    """Open invoice balances per customer (code, name) by days past due on `as_of`: current (not yet
-    due), 1-30, 31-60, 61-90, 90+. Summed in the database, one row per customer that owes."""
+@dataclass(frozen=True)
+class ReceivablesAging:
+    """Open invoice balances by days past due: a row per customer that owes (code, name, an amount
+    per AGING_BUCKETS bucket, their total), ordered by code, and the same columns' totals."""
+
+    rows: list[list[Any]]
+    totals: list[Decimal]
+
+
+def invoice_aging_by_customer(*, as_of: date) -> ReceivablesAging:
+    """Open invoice balances per customer by days past due on `as_of`: current (not yet due), 1-30,
+    31-60, 61-90, 90+, and in total.
+
+    At 10^5 customers a quarter of them owe, so everything is summed in the database, the totals too
+    (ROLLUP), and the rows come back in the report's order. An empty bucket comes back NULL and
+    becomes zero here: most of a customer's buckets are empty, and each zero sent would cost a
+    numeric-to-text conversion there and a Decimal parse here (a fifth of the report's time)."""
     ranges = [
         "due_date >= %(as_of)s",
         "due_date < %(as_of)s AND due_date >= %(as_of)s - 30",
@@ -109,25 +124,28 @@ def invoice_aging_by_customer(*, as_of: date) -> list[tuple[str, str, dict[str, 
         "due_date < %(as_of)s - 60 AND due_date >= %(as_of)s - 90",
         "due_date < %(as_of)s - 90",
     ]
-    sums = ", ".join(
-        f"coalesce(sum(total - amount_paid) FILTER (WHERE {r}), 0.00) AS b{i}" for i, r in enumerate(ranges)
-    )
+    sums = ", ".join(f"sum(total - amount_paid) FILTER (WHERE {r}) AS b{i}" for i, r in enumerate(ranges))
     with connection.cursor() as cursor:
-        # Summed per customer id first, then named; ordered by code point as Python sorts strings.
+        # Summed per customer id first, then named; ordered by code point as Python sorts strings. The
+        # totals' row (the empty grouping set, there even when nobody owes) has no customer: last.
         cursor.execute(
             f"""
-            SELECT c.code, c.name, owed.b0, owed.b1, owed.b2, owed.b3, owed.b4
-              FROM (SELECT customer_id, {sums}
-                      FROM invoices_invoice
-                     WHERE status = ANY(%(open)s) AND issue_date <= %(as_of)s
-                     GROUP BY customer_id) owed
-              JOIN customers_customer c ON c.id = owed.customer_id
-             ORDER BY c.code COLLATE "C", c.name COLLATE "C"
+            WITH owed AS (
+                SELECT customer_id, {sums}, sum(total - amount_paid) AS total
+                  FROM invoices_invoice
+                 WHERE status = ANY(%(open)s) AND issue_date <= %(as_of)s
+                 GROUP BY ROLLUP (customer_id)
+            )
+            SELECT c.code, c.name, owed.b0, owed.b1, owed.b2, owed.b3, owed.b4, owed.total
+              FROM owed LEFT JOIN customers_customer c ON c.id = owed.customer_id
+             ORDER BY c.code COLLATE "C" NULLS LAST, c.name COLLATE "C"
             """,  # noqa: S608 - only the bucket template is interpolated
             {"as_of": as_of, "open": [str(status) for status in OPEN_STATUSES]},
         )
-        rows = cursor.fetchall()
-    return [(code, name, dict(zip(AGING_BUCKETS, amounts, strict=True))) for code, name, *amounts in rows]
+        *owing, (_, _, *totals) = [
+            [ZERO if value is None else value for value in row] for row in cursor.fetchall()
+        ]
+    return ReceivablesAging(rows=owing, totals=totals)
 
 
 def payment_source_list() -> list[str]:

@@ -92,14 +92,12 @@ def _verify() -> Report:
 
 def _aged_receivables(as_of: date) -> Report:
     """Open invoice balances by how long past due they are on `as_of`, per customer and in total."""
-    report = Report("aged_receivables", ["customer", "name", *AGING_BUCKETS, "total"])
-    totals = dict.fromkeys(AGING_BUCKETS, ZERO)
-    for code, name, buckets in invoice_aging_by_customer(as_of=as_of):
-        report.rows.append([code, name, *buckets.values(), sum(buckets.values(), ZERO)])
-        for key, value in buckets.items():
-            totals[key] += value
-    report.rows.append(["", "Total", *totals.values(), sum(totals.values(), ZERO)])
-    report.meta["chart"] = {key: str(value) for key, value in totals.items()}
+    aging = invoice_aging_by_customer(as_of=as_of)
+    report = Report("aged_receivables", ["customer", "name", *AGING_BUCKETS, "total"], aging.rows)
+    report.rows.append(["", "Total", *aging.totals])
+    report.meta["chart"] = {
+        key: str(value) for key, value in zip(AGING_BUCKETS, aging.totals[:-1], strict=True)
+    }
     return report
 
 

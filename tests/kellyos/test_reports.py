@@ -101,6 +101,33 @@ def test_aged_receivables_today_and_two_months_on(books):
     assert (on[a.code]["61-90"], on[a.code]["31-60"], on[b.code]["90+"]) == ("700.00", "500.00", "2000.00")
 
 
+def test_aged_receivables_rows_in_code_order_and_a_total_row_even_when_nobody_owes():
+    # Given nothing owed yet
+    accountant = member_of("Accountant")
+    (total,) = rows(accountant.get("/api/reports", {"type": "aged_receivables"}))
+    assert (total["name"], total["current"], total["90+"], total["total"]) == (
+        "Total",
+        "0.00",
+        "0.00",
+        "0.00",
+    )
+    # When three customers owe: one 50 days past due, one due today, one with nothing due yet
+    today = timezone.localdate()
+    owing = [CustomerFactory(), CustomerFactory(), CustomerFactory()]
+    fifty_days_ago = today - timedelta(days=50)
+    InvoiceFactory(customer=owing[2], amount=D("100"), issue_date=fifty_days_ago, due_date=fifty_days_ago)
+    InvoiceFactory(customer=owing[0], amount=D("250.50"), issue_date=today, due_date=today)
+    InvoiceFactory(customer=owing[1], amount=D("40"), issue_date=today, due_date=today + timedelta(days=30))
+    # Then each has a row, ordered by code, with zeros in the empty buckets, and the totals come last
+    *customers, total = rows(accountant.get("/api/reports", {"type": "aged_receivables"}))
+    assert [r["customer"] for r in customers] == sorted(c.code for c in owing)
+    late = next(r for r in customers if r["customer"] == owing[2].code)
+    assert [late[bucket] for bucket in ("current", "1-30", "31-60", "61-90", "90+", "total")] == [
+        "0.00", "0.00", "100.00", "0.00", "0.00", "100.00"
+    ]  # fmt: skip
+    assert (total["current"], total["31-60"], total["total"]) == ("290.50", "100.00", "390.50")
+
+
 def test_collections_by_day_and_kind_and_the_unallocated_list(books):
     accountant = member_of("Accountant")
     (day,) = rows(accountant.get("/api/reports", {"type": "collections"}))
