@@ -34,6 +34,21 @@ sys.path.insert(0, str(ROOT))
 TOKEN = "bench0123456789abcdef0123456789abcdef"  # noqa: S105 - a throwaway secret for this run
 
 
+# The production settings the benchmarks and drills serve with (DEBUG off, persistent connections).
+SERVER_SETTINGS = {
+    "DJANGO_SETTINGS_MODULE": "kellyos.settings.base",
+    "DEBUG": "false",
+    "SECRET_KEY": "bench-only-secret-key-that-is-long-enough-for-django-checks",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "false",
+    "CONN_MAX_AGE": "600",
+    "LOG_LEVEL": "WARNING",
+    "MPESA_WEBHOOK_TOKEN": TOKEN,
+    "MPESA_ALLOWED_IPS": "127.0.0.1",
+    "MPESA_SHORTCODE": "600000",
+}
+
+
 def bench_database_env(suffix: str = "_c2bbench") -> tuple[dict[str, str], str]:
     """Settings for a fresh database of its own, next to DATABASE_URL's or in the embedded server."""
     env = dict(os.environ)
@@ -45,18 +60,7 @@ def bench_database_env(suffix: str = "_c2bbench") -> tuple[dict[str, str], str]:
     else:
         name = "kellyos" + suffix
         env["EMBEDDED_DATABASE_NAME"] = name
-    env.update(
-        DJANGO_SETTINGS_MODULE="kellyos.settings.base",
-        DEBUG="false",
-        SECRET_KEY="bench-only-secret-key-that-is-long-enough-for-django-checks",
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false",
-        CONN_MAX_AGE="600",
-        LOG_LEVEL="WARNING",
-        MPESA_WEBHOOK_TOKEN=TOKEN,
-        MPESA_ALLOWED_IPS="127.0.0.1",
-        MPESA_SHORTCODE="600000",
-    )
+    env.update(SERVER_SETTINGS)
     return env, name
 
 

@@ -459,6 +459,7 @@ def _payment_store(payment: Payment, shares: list[tuple[Invoice, Decimal]]) -> N
         invoice.amount_paid += share
         invoice.status = _status_when_paid(invoice)
     payment_insert, payment_values = insert_statement(payment)
+    invoice_ids = [invoice.pk for invoice, _ in shares]
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH payment AS ({payment_insert}), "  # noqa: S608 - built from the model, no input
@@ -470,8 +471,8 @@ def _payment_store(payment: Payment, shares: list[tuple[Invoice, Decimal]]) -> N
             "WHERE invoices_invoice.id = paid.id) "
             "SELECT id FROM payment",
             [*payment_values, AllocationKind.PAYMENT, payment.journal_entry_id, payment.created_at,
-             [invoice.pk for invoice, _ in shares], [share for _, share in shares],
-             [invoice.pk for invoice, _ in shares], [invoice.amount_paid for invoice, _ in shares],
+             invoice_ids, [share for _, share in shares],
+             invoice_ids, [invoice.amount_paid for invoice, _ in shares],
              [invoice.status for invoice, _ in shares]],
         )  # fmt: skip
         (payment_id,) = cursor.fetchone()

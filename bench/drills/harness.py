@@ -28,7 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from c2b_load import TOKEN, free_port, payloads, recreate_database, seed, wait_until_up  # noqa: E402
+from c2b_load import SERVER_SETTINGS, TOKEN, free_port, payloads, recreate_database, seed, wait_until_up  # noqa: E402
 
 PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"))]
 SUCCESS = {"ResultCode": 0, "ResultDesc": "Success"}
@@ -39,17 +39,9 @@ def drill_env(database_url: str, name: str, **extra: str) -> dict[str, str]:
     parts = urlsplit(database_url)
     env = dict(os.environ)
     env.update(
+        SERVER_SETTINGS,
         DATABASE_URL=urlunsplit(parts._replace(path="/" + name)),
-        DJANGO_SETTINGS_MODULE="kellyos.settings.base",
-        DEBUG="false",
-        SECRET_KEY="drill-only-secret-key-that-is-long-enough-for-django-checks",
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false",
-        CONN_MAX_AGE="600",
         LOG_LEVEL="ERROR",
-        MPESA_WEBHOOK_TOKEN=TOKEN,
-        MPESA_ALLOWED_IPS="127.0.0.1",
-        MPESA_SHORTCODE="600000",
         **extra,
     )
     env.pop("EMBEDDED_DATABASE_NAME", None)

@@ -52,31 +52,29 @@ def direct_url(**query: str) -> dict:
     }
 
 
-def test_transaction_pooling_turns_off_server_side_cursors_and_prepared_statements():
-    result = load_settings(
-        DATABASE_POOLING="transaction",
-        DATABASE_URL="postgres://kellyos@127.0.0.1:6432/kellyos?prepare_threshold=5",
-        EVENTS_DATABASE_URL="postgres://kellyos@10.0.0.5:5432/kellyos",
-    )
+POOLED = {
+    "DATABASE_POOLING": "transaction",
+    "DATABASE_URL": "postgres://kellyos@127.0.0.1:6432/kellyos",
+    "EVENTS_DATABASE_URL": "postgres://kellyos@10.0.0.5:5432/kellyos",
+}
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        # Through PgBouncer: no server-side cursors, and no preparing even if the URL asks for it.
+        ({**POOLED, "DATABASE_URL": POOLED["DATABASE_URL"] + "?prepare_threshold=5"}, "True True None 5432"),
+        # A PgBouncer that follows prepared statements (1.21+) may have them.
+        ({**POOLED, "DATABASE_PREPARED_STATEMENTS": "true"}, "True True 5 5432"),
+        # Direct connections prepare what they run often.
+        ({"DATABASE_URL": "postgres://kellyos@127.0.0.1:5432/kellyos"}, "False True 5 None"),
+    ],
+    ids=["pooled", "pooled-with-prepared-statements", "direct"],
+)
+def test_connection_settings_follow_the_pooling(environment, expected):
+    result = load_settings(**environment)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "True", "None", "5432"]
-
-
-def test_a_pooler_that_follows_prepared_statements_can_have_them():
-    result = load_settings(
-        DATABASE_POOLING="transaction",
-        DATABASE_PREPARED_STATEMENTS="true",
-        DATABASE_URL="postgres://kellyos@127.0.0.1:6432/kellyos",
-        EVENTS_DATABASE_URL="postgres://kellyos@10.0.0.5:5432/kellyos",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "True", "5", "5432"]
-
-
-def test_direct_connections_prepare_what_they_run_often():
-    result = load_settings(DATABASE_URL="postgres://kellyos@127.0.0.1:5432/kellyos")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "True", "5", "None"]
+    assert result.stdout.split() == expected.split()
 
 
 def test_transaction_pooling_without_a_direct_connection_for_listen_refuses_to_start():
