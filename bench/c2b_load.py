@@ -9,7 +9,9 @@ wrk (Debian package `wrk`) sends for `--duration` seconds from C connections, in
    customer codes, typed loosely, and some unknown) booked exactly once;
 3. the database floor: pgbench running the same writes, locks and checks as one booking in plain SQL
    (bench/c2b_floor.sql), C clients.
-It prints callbacks/s and latency for each, both ratios, and the workers' resident memory; then checks
+It prints callbacks/s and latency for each, both ratios, the CPU each callback costs the machine
+(server and database, apart from the load generator's), the ceiling that doing both floors' work per
+confirmation puts on this machine, and the workers' resident memory; then checks
 that receipts = distinct TransIDs sent, nothing failed or was left unbooked, and ledger_verify is valid.
 """
 
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -150,6 +153,34 @@ def worker_rss_mib(master_pid: int) -> list[float]:
     return sizes
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every core of this machine has spent working since boot (/proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """The machine's CPU time over a run, and the part the load generator (a waited-for child
+    process: wrk or pgbench) used itself; what is left is the server's and the database's."""
+
+    def __enter__(self) -> CpuMeter:
+        self.machine, self.generator = machine_busy_seconds(), children_cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.machine = machine_busy_seconds() - self.machine
+        self.generator = children_cpu_seconds() - self.generator
+
+    def per_call_ms(self, calls: float) -> tuple[float, float]:
+        """(server and database, load generator) CPU milliseconds per call."""
+        return (self.machine - self.generator) / calls * 1000, self.generator / calls * 1000
+
+
 def wrk_run(url: str, bodies_file: Path, *, duration: int, concurrency: int) -> dict[str, int]:
     threads = min(2, concurrency)
     out = subprocess.run(
@@ -247,13 +278,16 @@ def main() -> None:
     try:
         wait_until_up(base, server)
         run = {"duration": args.duration, "concurrency": args.concurrency}
-        framework = wrk_run(f"{base}/bench/raw-body", bodies_file, **run)
-        ours = wrk_run(f"{base}/api/webhooks/c2b/{TOKEN}/confirmation", bodies_file, **run)
+        with CpuMeter() as framework_cpu:
+            framework = wrk_run(f"{base}/bench/raw-body", bodies_file, **run)
+        with CpuMeter() as ours_cpu:
+            ours = wrk_run(f"{base}/api/webhooks/c2b/{TOKEN}/confirmation", bodies_file, **run)
         rss = worker_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    database_floor = pgbench_run(env, customers=args.customers, **run)
+    with CpuMeter() as database_cpu:
+        database_floor = pgbench_run(env, customers=args.customers, **run)
 
     def rate(result: dict[str, int]) -> float:
         return result["requests"] / (result["duration_us"] / 1e6)
@@ -288,6 +322,22 @@ def main() -> None:
     print(
         f"ratios: Kelly OS / framework floor {rate(ours) / rate(framework):.2f}; "
         f"Kelly OS / database floor {rate(ours) / database_floor['tps']:.2f}"
+    )
+    framework_ms, wrk_ms = framework_cpu.per_call_ms(framework["requests"])
+    database_ms, pgbench_ms = database_cpu.per_call_ms(database_floor["transactions"])
+    ours_ms, ours_wrk_ms = ours_cpu.per_call_ms(ours["requests"])
+    cores = os.cpu_count() or 1
+    print(
+        f"CPU per callback, server and database (load generator's own apart): framework floor "
+        f"{framework_ms:.2f} ms (wrk {wrk_ms:.2f}); database floor {database_ms:.2f} ms (pgbench "
+        f"{pgbench_ms:.2f}); Kelly OS {ours_ms:.2f} ms (wrk {ours_wrk_ms:.2f})"
+    )
+    # A confirmation does both floors' work (an HTTP request into Django, then the writes), on the
+    # same cores as its sender: that bounds what any booking code could reach on this machine.
+    both = framework_ms + database_ms + ours_wrk_ms
+    print(
+        f"ceiling with both floors' work per confirmation ({both:.2f} ms CPU with wrk's) on {cores} cores: "
+        f"about {cores * 1000 / both:,.0f}/s; Kelly OS / ceiling {rate(ours) / (cores * 1000 / both):.2f}"
     )
     print(f"worker resident memory after the run: {', '.join(f'{size:.0f} MiB' for size in rss)}")
 

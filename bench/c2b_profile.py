@@ -1,6 +1,6 @@
 """Where one C2B confirmation's work goes: the profile behind bench/c2b_load.py's figures.
 
-    python bench/c2b_profile.py [--confirmations 600] [--segments 6]
+    python bench/c2b_profile.py [--confirmations 600] [--segments 6] [--pstats FILE]
 
 Builds a fresh database of its own (`<name>_c2bprofile`, production settings, DEBUG off), seeds
 customers with open invoices, then posts confirmations one at a time through Django's test client:
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--confirmations", type=int, default=600)
     parser.add_argument("--segments", type=int, default=6)
     parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--pstats", type=Path, help="write the counted confirmations' cProfile stats here")
     args = parser.parse_args()
 
     env, name = bench_database_env("_c2bprofile")
@@ -132,6 +133,8 @@ def main() -> None:
     import pstats
 
     calls = pstats.Stats(profile).total_calls / counted  # type: ignore[attr-defined]
+    if args.pstats:
+        profile.dump_stats(args.pstats)
 
     def spread(values: list[float]) -> str:
         return f"min {min(values):.2f} ms, median {statistics.median(values):.2f} ms"
