@@ -171,7 +171,8 @@ def payment_receive(
     / CR Customer Credit (excess). Once per (source, source_id): a repeat books nothing and returns the
     first payment. Raises UnknownPaymentReferenceError when the reference names nothing, so the caller
     can hold the money in suspense. `target`: what the reference names, when the caller has just
-    resolved it (payment_reference_resolve).
+    resolved it (payment_reference_resolve). Inside a caller's transaction it makes no savepoint (two
+    round trips on every M-Pesa payment): if it raises there, that transaction can only roll back.
     """
     try:
         amount = to_kes(amount)
@@ -193,7 +194,7 @@ def payment_receive(
         return _repeat(previous, amount=amount, reference=reference)
     target = target or payment_reference_resolve(reference)
     try:
-        with _ledger_refusals(), transaction.atomic():
+        with _ledger_refusals(), transaction.atomic(savepoint=False):
             payment = _payment_book(
                 amount=amount,
                 reference=reference,
@@ -207,7 +208,9 @@ def payment_receive(
             )
     except IntegrityError as exc:
         # Another process booked the same receipt between our look and our insert; its booking stands.
-        if violated_constraint(exc) != "invoices_payment_one_per_source_id":
+        # A caller's transaction is spoilt by the failed insert: it rolls back, and whoever retries it
+        # finds the first booking.
+        if violated_constraint(exc) != "invoices_payment_one_per_source_id" or connection.in_atomic_block:
             raise
         return _repeat(
             Payment.objects.get(source=source, source_id=source_id), amount=amount, reference=reference

@@ -4,12 +4,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from customers.selectors import customer_position
 from invoices.models import Allocation, Invoice, InvoiceStatus, Payment
 from invoices.services import InvoiceLineInput, invoice_create, invoice_void, payment_receive
 from ledger.chart import MPESA_CASH
+from ledger.models import JournalEntry
 from ledger.selectors import account_balance, ledger_verify
 from tests.customers.factories import CustomerFactory
 from tests.invoices.factories import InvoiceFactory, pay
@@ -69,6 +71,37 @@ def test_the_same_receipt_delivered_by_many_threads_at_once_is_booked_once():
     assert Payment.objects.count() == 1
     assert account_balance(MPESA_CASH) == D("1000.00")
     assert ledger_verify()["is_valid"]
+
+
+def test_the_same_receipt_booked_at_once_inside_callers_transactions_is_booked_once_and_the_rest_undone():
+    """Inside a caller's transaction payment_receive makes no savepoint: the losers' transactions
+    fail whole (their journal entries go with them), and a retry finds the first booking."""
+    invoice = InvoiceFactory(amount=D("1000.00"))
+
+    def work(index):
+        with transaction.atomic():
+            return payment_receive(
+                amount=D("1000.00"),
+                reference=invoice.number,
+                received_at=timezone.now(),
+                source="test",
+                source_id="RKT1SAME02",
+            )
+
+    results, errors = run_in_threads(8, work)
+
+    assert len(results) + len(errors) == 8
+    assert sum(outcome.created for outcome in results) == 1
+    assert all(isinstance(error, IntegrityError) for error in errors)
+    assert Payment.objects.count() == 1
+    assert JournalEntry.objects.filter(cause_id="RKT1SAME02").count() == 1
+    assert account_balance(MPESA_CASH) == D("1000.00")
+    assert ledger_verify() == {"is_valid": True, "errors": []}
+    retried = payment_receive(
+        amount=D("1000.00"), reference=invoice.number, received_at=timezone.now(), source="test",
+        source_id="RKT1SAME02",
+    )  # fmt: skip
+    assert not retried.created and retried.payment.pk == Payment.objects.get().pk
 
 
 def test_invoice_numbers_stay_gap_free_when_many_are_issued_at_once():
