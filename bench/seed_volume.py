@@ -434,7 +434,7 @@ def write_ledger(url: str, *, workers: int, started: float) -> None:
     """Entries and their lines, a chunk per transaction, with every ledger trigger firing. Chunks run
     on several connections at once: each claims its own balance stripe, as concurrent postings do."""
     with connect(url) as conn:
-        accounts = dict(conn.execute("SELECT code, id FROM ledger_account").fetchall())
+        accounts: dict[str, int] = dict(conn.execute("SELECT code, id FROM ledger_account").fetchall())
         last = conn.execute(
             "SELECT (SELECT count(*) FROM seed_invoice) + (SELECT count(*) FROM seed_receipt)"
         ).fetchone()[0]  # type: ignore[index]

@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mpesa', '0005_filtered_list_indexes'),
+        ("mpesa", "0005_filtered_list_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='webhooklog',
-            name='lock_conflict_retries',
-            field=models.PositiveSmallIntegerField(default=0, help_text='Times booking was tried again at once after a deadlock or a serialization conflict.'),
+            model_name="webhooklog",
+            name="lock_conflict_retries",
+            field=models.PositiveSmallIntegerField(
+                default=0,
+                help_text="Times booking was tried again at once after a deadlock or a serialization conflict.",
+            ),
         ),
     ]
