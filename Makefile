@@ -25,6 +25,7 @@ run: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings $(TEST_SETTINGS)
 	$(BIN)/mypy kellyos ledger customers invoices pos mpesa
