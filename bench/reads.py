@@ -7,11 +7,13 @@ Every read is run twice to warm up, then --runs times; the median and the 95th p
 printed beside the issue's target, with PASS when the median meets it (and p95 is shown so a noisy
 machine is visible). Reads:
 - trial balance and each account's balance (now, through the striped balances);
-- one customer's statement for last month, for the customers with the most ledger lines;
+- for the customers with the most ledger lines: their position (owed, credit; read on each of their
+  payments, for the live screens) and their statement for last month;
 - the aged-receivables and collections reports (collections has no target of its own in the issue:
   it is held to the aged-receivables report's 1 s);
+- the monitoring scrape's figures (mpesa_metrics, behind /metrics; no target of its own);
 - every admin changelist of the customers, invoices, pos, ledger and mpesa apps, as a superuser
-  through Django's test client: plain, with a search and with a filter.
+  through Django's test client: plain, with a search and with a filter; the dashboard page.
 """
 
 from __future__ import annotations
@@ -123,10 +125,12 @@ def run_all(bench: Bench) -> None:
     from django.db import connection
 
     from customers.models import Customer
+    from customers.selectors import customer_position
     from invoices.selectors import customer_statement_get
     from kellyos.reports import report_build
     from ledger.models import Account
     from ledger.selectors import account_balance, trial_balance
+    from mpesa.selectors import mpesa_metrics
 
     today = date.today()
     last_month_end = today.replace(day=1) - timedelta(days=1)
@@ -155,6 +159,11 @@ def run_all(bench: Bench) -> None:
             customer_statement_get(customer=customer, start=last_month_start, end=last_month_end).lines
         )
         bench.time(
+            f"customer_position({customer.code!r}) [each of its payments reads it]",
+            TARGET_BALANCE,
+            lambda c=customer: customer_position(c.pk),
+        )
+        bench.time(
             f"statement {customer.code} {last_month_start:%Y-%m} ({lines} movements)",
             TARGET_STATEMENT,
             lambda c=customer: customer_statement_get(customer=c, start=last_month_start, end=last_month_end),
@@ -170,6 +179,8 @@ def run_all(bench: Bench) -> None:
         TARGET_REPORT,
         lambda: report_build("collections", start=last_month_start, end=last_month_end, account=None),
     )
+    # No target in the issue; the monitoring system runs it every scrape (typically 15-60 s).
+    bench.time("metrics scrape (mpesa_metrics) [no target]", None, mpesa_metrics)
     admin_changelists(bench, sample=sample_terms(), statement_customer=busiest[0] if busiest else None)
 
 
@@ -229,6 +240,7 @@ def admin_changelists(bench: Bench, *, sample: dict[str, str], statement_custome
         query = filter_query(model_admin)
         if query:
             bench.time(f"admin {label} ?{query}", TARGET_CHANGELIST, lambda u=f"{url}?{query}": get(u))
+    bench.time("dashboard page", TARGET_CHANGELIST, lambda: get(reverse("dashboard")))
     if statement_customer is not None:
         statement_url = reverse("customer-statement", args=[statement_customer])
         bench.time("statement page (HTML, this month)", TARGET_STATEMENT, lambda: get(statement_url))

@@ -2,7 +2,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from customers.exceptions import CustomerNotFoundError
@@ -10,7 +10,7 @@ from customers.models import CODE_PREFIX, Customer
 from kellyos.db import row_first, rows_fetch
 from kellyos.money import ZERO
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT
-from ledger.models import JournalLine
+from ledger.models import CustomerBalance
 from ledger.selectors import customer_subledger_totals
 
 # What a customer may type for CUST-0042: "cust-0042", "CUST 42", "cust42".
@@ -82,14 +82,10 @@ def customer_list_with_positions() -> QuerySet[Customer]:
     """Customers annotated with `owed` and `credit` from the ledger's sub-ledgers (for lists and admin)."""
 
     def subledger(code: str, sign: int) -> Coalesce:
-        lines = (
-            JournalLine.objects.filter(customer_id=OuterRef("pk"), account__code=code)
-            .order_by()
-            .values("customer_id")
-            .annotate(net=Sum(sign * (F("debit") - F("credit"))))
-            .values("net")
+        balance = CustomerBalance.objects.filter(customer_id=OuterRef("pk"), account__code=code).values(
+            net=sign * (F("debit_total") - F("credit_total"))
         )
-        return Coalesce(Subquery(lines, output_field=DecimalField(max_digits=14, decimal_places=2)), ZERO)
+        return Coalesce(Subquery(balance, output_field=DecimalField(max_digits=18, decimal_places=2)), ZERO)
 
     return Customer.objects.annotate(
         owed=subledger(ACCOUNTS_RECEIVABLE, 1), credit=subledger(CUSTOMER_CREDIT, -1)

@@ -170,6 +170,32 @@ class AccountBalance(models.Model):
         return f"{self.account_id}#{self.stripe}"
 
 
+class CustomerBalance(models.Model):
+    """Running totals of one customer's sub-ledger in one account (receivables, customer credit).
+
+    Written only by the journal-line trigger, so a customer's position is a row per account however
+    long their history, and every payment reads it. Postings to one customer already wait for each
+    other on the customer's row lock, so this row adds no waiting of its own.
+    """
+
+    customer_id = models.BigIntegerField()  # plain column, as on JournalLine
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="customer_balances", db_index=False
+    )
+    debit_total = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("0.00"))
+    credit_total = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("0.00"))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer_id", "account"], name="ledger_customerbalance_one_row_per_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_id} in {self.account_id}"
+
+
 class PeriodLock(models.Model):
     """The books are closed up to and including `locked_through` (a business day): nothing may be
     posted or reversed with a date before `boundary`. Each change is a new row, kept as history."""

@@ -63,6 +63,21 @@ def force_balance_drift(*, account_code: str, debit: str = "0", credit: str = "0
         cursor.execute("ALTER TABLE ledger_accountbalance ENABLE ALWAYS TRIGGER ledger_accountbalance_guard")
 
 
+def force_customer_balance_drift(*, customer_id: int, account_code: str, credit: str) -> None:
+    """As force_balance_drift, for one customer's maintained sub-ledger balance."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE ledger_customerbalance DISABLE TRIGGER ledger_customerbalance_guard")
+        cursor.execute(
+            "UPDATE ledger_customerbalance SET credit_total = credit_total + %s"
+            " WHERE customer_id = %s AND account_id = (SELECT id FROM ledger_account WHERE code = %s)",
+            [credit, customer_id, account_code],
+        )
+        cursor.execute(
+            "ALTER TABLE ledger_customerbalance ENABLE ALWAYS TRIGGER ledger_customerbalance_guard"
+        )
+
+
 def chart_of_accounts_ensure() -> None:
     """The migration seeds the chart; transactional tests truncate it away afterwards."""
     for code, name, account_type, description in CHART_OF_ACCOUNTS:

@@ -6,7 +6,7 @@ Run after every `migrate`, as the role that owns the tables (the one migrations 
 
 The application then connects as `kellyos_app`. It may read everything and write the operational
 tables, but it can only INSERT journal entries and lines (no UPDATE, DELETE or TRUNCATE), cannot
-write the balance table at all (the balance trigger runs with its owner's rights), and, not owning
+write the balance tables at all (the balance triggers run with their owner's rights), and, not owning
 the tables, cannot switch their triggers off.
 """
 
@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from psycopg import sql
 
 APPEND_ONLY_TABLES = ["ledger_journalentry", "ledger_journalline"]
-TRIGGER_MAINTAINED_TABLES = ["ledger_accountbalance"]
+TRIGGER_MAINTAINED_TABLES = ["ledger_accountbalance", "ledger_customerbalance"]
 
 
 class Command(BaseCommand):
