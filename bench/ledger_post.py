@@ -69,7 +69,10 @@ def empty_ledger() -> None:
     with connection.cursor() as cursor:
         # TRUNCATE is not an UPDATE or DELETE: the immutability triggers do not fire, by design of
         # PostgreSQL; only the table owner can run it.
-        cursor.execute("TRUNCATE ledger_journalline, ledger_journalentry, ledger_accountbalance CASCADE")
+        cursor.execute(
+            "TRUNCATE ledger_journalline, ledger_journalentry, ledger_accountbalance, ledger_customerbalance "
+            "CASCADE"
+        )
 
 
 def post_through_service(count: int) -> float:
