@@ -43,31 +43,16 @@ CREATE TRIGGER ledger_journalline_apply_to_customer_balances
     REFERENCING NEW TABLE AS new_lines
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_lines_apply_to_customer_balances();
 
--- A direct write (trigger depth 1) is refused; the line trigger's upsert runs one level deeper.
-CREATE FUNCTION ledger_customer_balance_guard() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF pg_trigger_depth() < 2 THEN
-        RAISE EXCEPTION 'customer balances are maintained from journal lines and cannot be written directly'
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
-END $$;
-
+-- Direct writes are refused by the guard the account balances have (0002): it lets through only
+-- writes made one trigger level down, by the line trigger's upsert.
 CREATE TRIGGER ledger_customerbalance_guard
     BEFORE INSERT OR UPDATE OR DELETE ON ledger_customerbalance
-    FOR EACH ROW EXECUTE FUNCTION ledger_customer_balance_guard();
+    FOR EACH ROW EXECUTE FUNCTION ledger_balance_guard();
 
 DO $$
-DECLARE
-    schema_name text := current_schema();
-    fn text;
 BEGIN
-    FOREACH fn IN ARRAY ARRAY['ledger_lines_apply_to_customer_balances()', 'ledger_customer_balance_guard()'] LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_catalog, pg_temp', fn, schema_name);
-    END LOOP;
+    EXECUTE format('ALTER FUNCTION ledger_lines_apply_to_customer_balances() SET search_path = %I, '
+                   'pg_catalog, pg_temp', current_schema());
 END $$;
 
 ALTER TABLE ledger_journalline ENABLE ALWAYS TRIGGER ledger_journalline_apply_to_customer_balances;
@@ -77,7 +62,6 @@ ALTER TABLE ledger_customerbalance ENABLE ALWAYS TRIGGER ledger_customerbalance_
 BACKWARD = """
 DROP TRIGGER ledger_customerbalance_guard ON ledger_customerbalance;
 DROP TRIGGER ledger_journalline_apply_to_customer_balances ON ledger_journalline;
-DROP FUNCTION ledger_customer_balance_guard();
 DROP FUNCTION ledger_lines_apply_to_customer_balances();
 """
 

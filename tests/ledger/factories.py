@@ -7,7 +7,7 @@ import factory
 from django.db import connection, transaction
 
 from ledger.chart import CHART_OF_ACCOUNTS, MPESA_CASH, SALES_REVENUE
-from ledger.models import Account, CauseKind, JournalEntry
+from ledger.models import Account, CauseKind, CustomerBalance, JournalEntry
 from ledger.services import JournalLineInput, journal_entry_post
 
 
@@ -76,6 +76,14 @@ def force_customer_balance_drift(*, customer_id: int, account_code: str, credit:
         cursor.execute(
             "ALTER TABLE ledger_customerbalance ENABLE ALWAYS TRIGGER ledger_customerbalance_guard"
         )
+
+
+def customer_balances() -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
+    """Every maintained customer balance row, as {(customer id, account code): (debit, credit)}."""
+    return {
+        (row.customer_id, row.account.code): (row.debit_total, row.credit_total)
+        for row in CustomerBalance.objects.select_related("account")
+    }
 
 
 def chart_of_accounts_ensure() -> None:
