@@ -42,7 +42,15 @@ from invoices.models import (
 )
 from invoices.selectors import PaymentTarget, payment_reference_resolve
 from kellyos.audit import audit_record
-from kellyos.db import insert_statement, row_first, row_inserted, row_update, rows_of, violated_constraint
+from kellyos.db import (
+    insert_statement,
+    row_first,
+    row_inserted,
+    row_update,
+    rows_of,
+    statement_cursor,
+    violated_constraint,
+)
 from kellyos.events import events_publish
 from kellyos.money import CENT, MAX_AMOUNT, ZERO, InvalidAmountError, to_kes
 from ledger.chart import ACCOUNTS_RECEIVABLE, CUSTOMER_CREDIT, MPESA_CASH, SALES_REVENUE
@@ -463,22 +471,22 @@ def _payment_store(payment: Payment, shares: list[tuple[Invoice, Decimal]]) -> N
         invoice.status = _status_when_paid(invoice)
     payment_insert, payment_values = insert_statement(payment)
     invoice_ids = [invoice.pk for invoice, _ in shares]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH payment AS ({payment_insert}), "  # noqa: S608 - built from the model, no input
-            "allocated AS (INSERT INTO invoices_allocation (kind, payment_id, invoice_id, amount, "
-            "journal_entry_id, created_at) SELECT %s, payment.id, share.invoice_id, share.amount, %s, %s "
-            "FROM payment, unnest(%s::bigint[], %s::numeric[]) AS share(invoice_id, amount)), "
-            "paid AS (UPDATE invoices_invoice SET amount_paid = paid.amount_paid, status = paid.status "
-            "FROM unnest(%s::bigint[], %s::numeric[], %s::varchar[]) AS paid(id, amount_paid, status) "
-            "WHERE invoices_invoice.id = paid.id) "
-            "SELECT id FROM payment",
-            [*payment_values, AllocationKind.PAYMENT, payment.journal_entry_id, payment.created_at,
-             invoice_ids, [share for _, share in shares],
-             invoice_ids, [invoice.amount_paid for invoice, _ in shares],
-             [invoice.status for invoice, _ in shares]],
-        )  # fmt: skip
-        (payment_id,) = cursor.fetchone()
+    cursor = statement_cursor()
+    cursor.execute(
+        f"WITH payment AS ({payment_insert}), "  # noqa: S608 - built from the model, no input
+        "allocated AS (INSERT INTO invoices_allocation (kind, payment_id, invoice_id, amount, "
+        "journal_entry_id, created_at) SELECT %s, payment.id, share.invoice_id, share.amount, %s, %s "
+        "FROM payment, unnest(%s::bigint[], %s::numeric[]) AS share(invoice_id, amount)), "
+        "paid AS (UPDATE invoices_invoice SET amount_paid = paid.amount_paid, status = paid.status "
+        "FROM unnest(%s::bigint[], %s::numeric[], %s::varchar[]) AS paid(id, amount_paid, status) "
+        "WHERE invoices_invoice.id = paid.id) "
+        "SELECT id FROM payment",
+        [*payment_values, AllocationKind.PAYMENT, payment.journal_entry_id, payment.created_at,
+         invoice_ids, [share for _, share in shares],
+         invoice_ids, [invoice.amount_paid for invoice, _ in shares],
+         [invoice.status for invoice, _ in shares]],
+    )  # fmt: skip
+    (payment_id,) = cursor.fetchone()
     row_inserted(payment, payment_id)
 
 

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
 from django.utils import timezone
 
+from kellyos.db import statement_cursor
 from kellyos.models import AuditEntry
 
 
@@ -23,10 +23,10 @@ def audit_record(
 ) -> None:
     # Hand-written: every payment writes one. The ORM's insert compilation costs more than the insert,
     # and kellyos.db.row_insert would need the data decoded back from the encoder's JSON first.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {AuditEntry._meta.db_table} (at, user_id, action, subject, summary, reason, data) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
-            [timezone.now(), getattr(by, "pk", None), action, subject[:80], summary, reason,
-             json.dumps(data or {}, cls=DjangoJSONEncoder)],
-        )  # fmt: skip
+    cursor = statement_cursor()
+    cursor.execute(
+        f"INSERT INTO {AuditEntry._meta.db_table} (at, user_id, action, subject, summary, reason, data) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
+        [timezone.now(), getattr(by, "pk", None), action, subject[:80], summary, reason,
+         json.dumps(data or {}, cls=DjangoJSONEncoder)],
+    )  # fmt: skip

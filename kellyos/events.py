@@ -20,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.utils import timezone
 
+from kellyos.db import statement_cursor
 from kellyos.models import Event
 
 CHANNEL = "kellyos_events"
@@ -41,12 +42,12 @@ def events_publish(*, events: list[tuple[str, dict[str, Any]]]) -> None:
     params: list[Any] = []
     for kind, payload in events:
         params += [kind, json.dumps(payload, cls=DjangoJSONEncoder), now]  # Decimals, datetimes as text
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH stored AS (INSERT INTO {Event._meta.db_table} (kind, payload, created_at) VALUES {rows} "  # noqa: S608
-            "RETURNING id) SELECT pg_notify(%s, id::text) FROM stored",
-            [*params, CHANNEL],
-        )
+    cursor = statement_cursor()
+    cursor.execute(
+        f"WITH stored AS (INSERT INTO {Event._meta.db_table} (kind, payload, created_at) VALUES {rows} "  # noqa: S608
+        "RETURNING id) SELECT pg_notify(%s, id::text) FROM stored",
+        [*params, CHANNEL],
+    )
 
 
 def events_prune(*, older_than: timedelta, batch: int = 10_000) -> int:

@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from kellyos.audit import audit_record
-from kellyos.db import violated_constraint
+from kellyos.db import statement_cursor, violated_constraint
 from kellyos.money import ZERO, InvalidAmountError, to_kes
 from ledger.exceptions import (
     EntryAlreadyReversedError,
@@ -160,22 +160,22 @@ def _entry_insert(
     # Two hand-written statements: every payment posts an entry, and the ORM's insert compilation
     # cost more than the database's work. (Lines need the entry committed to the statement before
     # them: their triggers read it.)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO ledger_journalentry (posted_at, memo, cause_kind, cause_id, posted_by_id, "
-            "reverses_id, reversal_reason, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            [entry.posted_at, entry.memo, cause_kind, cause_id, entry.posted_by_id, entry.reverses_id,
-             reversal_reason, entry.recorded_at],
-        )  # fmt: skip
-        (entry.pk,) = cursor.fetchone()
-        cursor.execute(
-            "INSERT INTO ledger_journalline (entry_id, account_id, debit, credit, customer_id, posted_at) "
-            "SELECT %s, line.*, %s FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::bigint[]) "
-            "AS line(account_id, debit, credit, customer_id)",
-            [entry.pk, entry.posted_at, [accounts[line.account].pk for line in lines],
-             [debit for debit, _ in amounts], [credit for _, credit in amounts],
-             [line.customer_id for line in lines]],
-        )  # fmt: skip
+    cursor = statement_cursor()
+    cursor.execute(
+        "INSERT INTO ledger_journalentry (posted_at, memo, cause_kind, cause_id, posted_by_id, "
+        "reverses_id, reversal_reason, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        [entry.posted_at, entry.memo, cause_kind, cause_id, entry.posted_by_id, entry.reverses_id,
+         reversal_reason, entry.recorded_at],
+    )  # fmt: skip
+    (entry.pk,) = cursor.fetchone()
+    cursor.execute(
+        "INSERT INTO ledger_journalline (entry_id, account_id, debit, credit, customer_id, posted_at) "
+        "SELECT %s, line.*, %s FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::bigint[]) "
+        "AS line(account_id, debit, credit, customer_id)",
+        [entry.pk, entry.posted_at, [accounts[line.account].pk for line in lines],
+         [debit for debit, _ in amounts], [credit for _, credit in amounts],
+         [line.customer_id for line in lines]],
+    )  # fmt: skip
     entry._state.adding = False
     entry._state.db = connection.alias
     return entry

@@ -26,7 +26,7 @@ from invoices.exceptions import ReceivablesError
 from invoices.models import Payment
 from invoices.services import payment_reallocate
 from kellyos.audit import audit_record
-from kellyos.db import lock_conflict, row_first, row_insert, rows_fetch
+from kellyos.db import lock_conflict, row_first, row_insert, rows_fetch, statement_cursor
 from kellyos.events import event_publish
 from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
@@ -139,22 +139,22 @@ def _confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
             with transaction.atomic():
                 # The log row first, as the retry path locks it (skipping locked ones): a retry run
                 # never takes a confirmation that is being booked now, and the two never deadlock.
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT status FROM mpesa_webhooklog WHERE id = %s FOR UPDATE", [log.pk])
-                    (current,) = cursor.fetchone()
+                cursor = statement_cursor()
+                cursor.execute("SELECT status FROM mpesa_webhooklog WHERE id = %s FOR UPDATE", [log.pk])
+                (current,) = cursor.fetchone()
                 if current not in UNBOOKED:
                     log.refresh_from_db()  # another runner booked it while this one waited for the lock
                     return log
                 status, detail, receipt = receipt_book(log=log, payment=payment)
                 now = timezone.now()
                 changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": now}
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "UPDATE mpesa_webhooklog SET trans_id = %s, attempts = attempts + 1, status = %s, "
-                        "detail = %s, receipt_id = %s, processed_at = %s, "
-                        "lock_conflict_retries = lock_conflict_retries + %s WHERE id = %s",
-                        [payment.trans_id, status, detail, receipt.pk, now, retries, log.pk],
-                    )  # fmt: skip
+                cursor = statement_cursor()
+                cursor.execute(
+                    "UPDATE mpesa_webhooklog SET trans_id = %s, attempts = attempts + 1, status = %s, "
+                    "detail = %s, receipt_id = %s, processed_at = %s, "
+                    "lock_conflict_retries = lock_conflict_retries + %s WHERE id = %s",
+                    [payment.trans_id, status, detail, receipt.pk, now, retries, log.pk],
+                )  # fmt: skip
             break
         except Exception as exc:  # anything at all: the raw log is safe, and the retry books it later
             if lock_conflict(exc) and attempt < BOOKING_ATTEMPTS:
@@ -390,10 +390,8 @@ def receipt_book(
 ) -> tuple[str, str, MpesaReceipt]:
     """Book an M-Pesa payment exactly once, whichever channel told us first (a C2B confirmation or an
     STK Push callback carry the same receipt number). Runs inside the caller's transaction."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [TRANS_ID_LOCK_SPACE, payment.trans_id]
-        )
+    cursor = statement_cursor()
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [TRANS_ID_LOCK_SPACE, payment.trans_id])
     first = row_first(MpesaReceipt, "trans_id = %s", [payment.trans_id])
     if first is not None:
         differences = _differences(first, payment)
