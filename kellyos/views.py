@@ -39,6 +39,7 @@ from kellyos.reports import report_build
 from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
 from mpesa.selectors import mpesa_metrics, suspense_queue_count
+from mpesa.services.monitoring import callback_tally_fold
 from pos.selectors import sale_get_by_reference
 
 
@@ -59,6 +60,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     given = request.headers.get("Authorization", "")
     if not token or not constant_time_compare(given, f"Bearer {token}"):
         raise Http404
+    callback_tally_fold()  # bookkeeping of the counts below: a few rows, and only of backends gone
     figures = mpesa_metrics()
     lines = [
         "# HELP kellyos_callbacks_total Safaricom callbacks received, by kind and outcome.",
@@ -79,7 +81,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# HELP kellyos_booking_lock_conflict_retries_total Bookings tried again after a deadlock.",
         "# TYPE kellyos_booking_lock_conflict_retries_total counter",
         f"kellyos_booking_lock_conflict_retries_total {figures.lock_conflict_retries}",
-        "# HELP kellyos_booking_latency_seconds Arrival to booking of C2B confirmations, last 5 minutes.",
+        "# HELP kellyos_booking_latency_seconds Arrival to booking, C2B confirmations of the last 5 minutes.",
         "# TYPE kellyos_booking_latency_seconds summary",
         *(
             f'kellyos_booking_latency_seconds{{quantile="{quantile}"}} {"NaN" if value is None else value}'

@@ -74,6 +74,29 @@ class WebhookLog(models.Model):
         return f"{self.get_kind_display()} #{self.pk} {self.trans_id}".strip()
 
 
+class CallbackTally(models.Model):
+    """How many callbacks of each kind are in each state, kept by PostgreSQL from the webhook log's own
+    inserts and updates (migration 0007), so /metrics reads a few rows instead of counting the whole
+    log. Rows are per database backend: a backend runs one transaction at a time, so no two callbacks
+    ever wait on the same row. Backend 0 holds the folded rows of backends that are gone."""
+
+    backend_pid = models.IntegerField()
+    kind = models.CharField(max_length=30, choices=WebhookKind.choices)
+    status = models.CharField(max_length=12, choices=WebhookStatus.choices)
+    callbacks = models.BigIntegerField(default=0)
+    lock_conflict_retries = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend_pid", "kind", "status"], name="mpesa_callbacktally_one_row_per_backend"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status}: {self.callbacks} (backend {self.backend_pid})"
+
+
 class ReceiptStatus(models.TextChoices):
     ALLOCATED = "ALLOCATED", "Allocated to invoices"
     PARTLY_ALLOCATED = "PARTLY_ALLOCATED", "Partly allocated, rest credit"
