@@ -50,11 +50,15 @@ def test_the_counts_follow_the_log_through_inserts_changes_of_status_and_deletio
     post(CONFIRM, payloads.c2b(trans_id=payloads.trans_id(), amount="80.00", account="NOBODY-2"))
     Client().post(CONFIRM, data=b"not json", content_type="application/json")
     post(VALIDATE, payloads.c2b(trans_id=payloads.trans_id(), amount="50.00", account="NOBODY-3"))
-    assert counted() == logged() == {
-        (WebhookKind.C2B_CONFIRMATION, WebhookStatus.PROCESSED): (2, 0),
-        (WebhookKind.C2B_CONFIRMATION, WebhookStatus.REJECTED): (1, 0),
-        (WebhookKind.C2B_VALIDATION, WebhookStatus.PROCESSED): (1, 0),
-    }
+    assert (
+        counted()
+        == logged()
+        == {
+            (WebhookKind.C2B_CONFIRMATION, WebhookStatus.PROCESSED): (2, 0),
+            (WebhookKind.C2B_CONFIRMATION, WebhookStatus.REJECTED): (1, 0),
+            (WebhookKind.C2B_VALIDATION, WebhookStatus.PROCESSED): (1, 0),
+        }
+    )
 
     rejected = WebhookLog.objects.get(status=WebhookStatus.REJECTED)
     WebhookLog.objects.filter(pk=rejected.pk).update(status=WebhookStatus.FAILED, lock_conflict_retries=2)
@@ -160,10 +164,14 @@ def test_the_migration_counts_the_log_already_there(settings):
         MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
 
     assert set(CallbackTally.objects.values_list("backend_pid", flat=True)) == {0}
-    assert counted() == logged() == {
-        (WebhookKind.C2B_CONFIRMATION, WebhookStatus.PROCESSED): (2, 1),
-        (WebhookKind.STK_CALLBACK, WebhookStatus.FAILED): (1, 0),
-    }
+    assert (
+        counted()
+        == logged()
+        == {
+            (WebhookKind.C2B_CONFIRMATION, WebhookStatus.PROCESSED): (2, 1),
+            (WebhookKind.STK_CALLBACK, WebhookStatus.FAILED): (1, 0),
+        }
+    )
     settings.METRICS_TOKEN = "scrape-secret"
     text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
     assert 'kellyos_callbacks_total{kind="c2b_confirmation",status="PROCESSED"} 2\n' in text
