@@ -50,11 +50,12 @@ bench-volume: install
 	$(BIN)/python bench/reads.py
 
 # Fault drills (bench/drills/) at full scale: killed workers, a PostgreSQL restart (on a private
-# cluster of their own), two hosts, concurrent payments, the retry meeting a live booking. Each makes its own database next to
+# cluster of their own), two hosts, concurrent payments, the retry meeting a live booking, more live
+# screens than threads. Each makes its own database next to
 # DATABASE_URL's and exits non-zero on any violation (all run; the target fails if any did);
 # `make test` runs them at a small scale.
 drills: install
-	@status=0; for drill in worker_sigkill postgres_restart two_hosts payments_deadlock retry_vs_live_booking; do \
+	@status=0; for drill in worker_sigkill postgres_restart two_hosts payments_deadlock retry_vs_live_booking open_screens; do \
 	  echo "$(BIN)/python bench/drills/$$drill.py"; $(BIN)/python bench/drills/$$drill.py || status=1; \
 	done; exit $$status
 

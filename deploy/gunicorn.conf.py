@@ -22,6 +22,13 @@ workers = int(os.environ.get("GUNICORN_WORKERS", 2 * (os.cpu_count() or 1)))
 # (CONN_MAX_AGE), so workers x threads x instances is what PgBouncer's max_client_conn must admit.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 
+
+def post_fork(server: object, worker: object) -> None:
+    """Tell the app the threads it really has (--threads may override the above): it keeps half of
+    them free of live-update streams for Safaricom's callbacks (EVENTS_STREAMS_PER_PROCESS)."""
+    os.environ["GUNICORN_THREADS"] = str(worker.cfg.threads)  # type: ignore[attr-defined]
+
+
 # A worker that stops answering the arbiter this long is killed. Streams do not count: the worker's
 # main loop keeps answering while a thread streams.
 timeout = 60

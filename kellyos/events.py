@@ -9,6 +9,8 @@ skips ids it has already shown."""
 from __future__ import annotations
 
 import json
+import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,6 +29,62 @@ CHANNEL = "kellyos_events"
 REPLAY_OVERLAP = timedelta(seconds=30)
 HEARTBEAT_SECONDS = 15.0
 REPLAY_LIMIT = 500
+# A browser turned away reconnects after this many milliseconds, spread so they do not come back at once.
+BUSY_RETRY_MS = (10_000, 20_000)
+
+
+class StreamSlots:
+    """How many live-update streams this server process holds (EVENTS_STREAMS_PER_PROCESS at most).
+    A gunicorn thread worker whose threads all hold streams still accepts connections and queues them,
+    so a callback landing there would wait minutes; Safaricom waits seconds and does not call again.
+    The open-screens drill (bench/drills/open_screens.py) measured it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.open = 0
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.open >= settings.EVENTS_STREAMS_PER_PROCESS:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+stream_slots = StreamSlots()
+
+
+class HeldStream:
+    """A stream's lines, holding one of the process's slots until the server closes the response
+    (at the stream's end or when the browser leaves), even if it never started."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._held = True
+
+    def __iter__(self) -> HeldStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def close(self) -> None:
+        if self._held:
+            self._held = False
+            stream_slots.give_back()
+        close = getattr(self._lines, "close", None)
+        if close is not None:
+            close()
+
+
+def event_stream_busy() -> str:
+    """What a browser is sent when this process holds all the streams it takes: reconnect later."""
+    retry = random.randint(*BUSY_RETRY_MS)  # noqa: S311 - spreading reconnections, not a secret
+    return f"retry: {retry}\n: busy: this server holds all the live screens it takes\n\n"
 
 
 def event_publish(*, kind: str, payload: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -34,13 +35,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from invoices.models import OPEN_STATUSES, Invoice
-from kellyos.events import event_latest_id, event_stream
+from kellyos.events import HeldStream, event_latest_id, event_stream, event_stream_busy, stream_slots
 from kellyos.reports import report_build
 from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
 from mpesa.selectors import mpesa_metrics, suspense_queue_count
 from mpesa.services.monitoring import callback_tally_fold
 from pos.selectors import sale_get_by_reference
+
+logger = logging.getLogger(__name__)
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -108,13 +111,19 @@ def events(request: HttpRequest) -> HttpResponseBase:
     elif not user.has_perm("invoices.view_invoice"):
         return HttpResponseForbidden("The payment feed is for accountants.")
     last = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or ""
+    if not stream_slots.take():
+        # The stream ends at once and the browser's EventSource reconnects by itself after `retry`.
+        logger.warning("Live-update stream for %s turned away: this process holds all it takes", user)
+        response = StreamingHttpResponse([event_stream_busy()], content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        return response
     connection.close()  # the stream may outlive this request's bookkeeping; it opens what it needs
     stream = event_stream(
         last_event_id=int(last) if last.isdigit() else None,
         wants=wants,
         max_seconds=settings.EVENTS_STREAM_SECONDS,
     )
-    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response = StreamingHttpResponse(HeldStream(stream), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy must pass events on at once
     return response

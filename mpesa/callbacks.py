@@ -65,11 +65,7 @@ def _parse(body: bytes) -> C2BPayment:
         raise MalformedCallbackError("The body is not JSON.") from exc
     if not isinstance(data, dict):
         raise MalformedCallbackError("The body is not a JSON object.")
-    trans_id = _text(data.get("TransID")).upper()  # receipt numbers are upper case on every channel
-    if not trans_id:
-        raise MalformedCallbackError("There is no TransID.")
-    if not _TRANS_ID.match(trans_id):
-        raise MalformedCallbackError(f"TransID {trans_id[:40]!r} is not an M-Pesa receipt number.")
+    trans_id = receipt_number_parse(data.get("TransID"), name="TransID")
     try:
         amount = to_kes(_text(data.get("TransAmount")))
     except InvalidAmountError as exc:
@@ -91,6 +87,16 @@ def _parse(body: bytes) -> C2BPayment:
         middle_name=_text(data.get("MiddleName"))[:60],
         last_name=_text(data.get("LastName"))[:60],
     )
+
+
+def receipt_number_parse(value: Any, *, name: str) -> str:
+    """An M-Pesa receipt number (TransID, MpesaReceiptNumber) as every channel writes it, upper case."""
+    receipt_number = _text(value).upper()
+    if not receipt_number:
+        raise MalformedCallbackError(f"There is no {name}.")
+    if not _TRANS_ID.match(receipt_number):
+        raise MalformedCallbackError(f"{name} {receipt_number[:40]!r} is not an M-Pesa receipt number.")
+    return receipt_number
 
 
 def _text(value: Any) -> str:

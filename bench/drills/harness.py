@@ -184,6 +184,7 @@ class Storm:
     urls: list[str]
     concurrency: int
     rate: float | None = None  # callbacks/s; paced, so a fault lands mid-storm whatever the answers
+    timeout: float = 30.0  # seconds a caller waits for an answer
     answers: list[Answer] = field(default_factory=list)
     sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -206,7 +207,7 @@ class Storm:
                 # A connection per callback, as Safaricom calls: a kept-alive one that the server
                 # closes as it idles would fail a request that never reached it.
                 response = requests.post(
-                    self.urls[host], json=body, headers={"Connection": "close"}, timeout=30
+                    self.urls[host], json=body, headers={"Connection": "close"}, timeout=self.timeout
                 )
             except requests.RequestException as exc:
                 answer = Answer(
@@ -400,7 +401,9 @@ def session_cookie_for_accountant() -> str:
 
 class EventReader(threading.Thread):
     """A browser's EventSource on /events: reads the stream, reconnects with Last-Event-ID when it
-    closes, and keeps the TransIDs of the payment events it saw."""
+    closes (after the `retry:` time the server set, as a browser does), and keeps the TransIDs of the
+    payment events it saw. `turned_away` counts the streams the server ended at once because it
+    already held all the streams it takes."""
 
     def __init__(self, base: str, cookie: str) -> None:
         super().__init__(daemon=True)
@@ -409,6 +412,8 @@ class EventReader(threading.Thread):
         self.connected = threading.Event()
         self.stopping = threading.Event()
         self.reconnects = 0
+        self.turned_away = 0
+        self.retry_seconds = 0.0
         self.last_id: str | None = None
 
     def run(self) -> None:
@@ -422,6 +427,9 @@ class EventReader(threading.Thread):
                 ) as response:
                     response.raise_for_status()
                     for event in self._events(response.iter_lines(decode_unicode=True)):
+                        if "busy" in event.get("comment", ""):
+                            self.turned_away += 1
+                            continue
                         self.connected.set()
                         if self.stopping.is_set():
                             return
@@ -430,6 +438,7 @@ class EventReader(threading.Thread):
             except requests.RequestException:
                 time.sleep(0.5)
             self.reconnects += 1
+            self.stopping.wait(self.retry_seconds)
 
     def _events(self, lines: Iterator[str]) -> Iterator[dict[str, str]]:
         event: dict[str, str] = {}
@@ -442,6 +451,8 @@ class EventReader(threading.Thread):
             name, _, value = line.partition(":")
             if name == "id":
                 self.last_id = value.strip()
+            if name == "retry" and value.strip().isdigit():
+                self.retry_seconds = int(value) / 1000
             if name:
                 event[name] = value.strip()
             else:

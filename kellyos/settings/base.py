@@ -206,6 +206,11 @@ LOGGING = {
 
 # Live updates: how long one event stream stays open before the browser reconnects (and resumes).
 EVENTS_STREAM_SECONDS = env.int("EVENTS_STREAM_SECONDS", default=300)
+# Streams one server process holds at once: each holds a thread, and the rest of the process's threads
+# must stay free for Safaricom, who does not call again. Default: half of gunicorn's threads.
+EVENTS_STREAMS_PER_PROCESS = env.int(
+    "EVENTS_STREAMS_PER_PROCESS", default=max(1, env.int("GUNICORN_THREADS", default=8) // 2)
+)
 # Bearer token the monitoring system sends to GET /metrics; without one, /metrics does not exist.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 

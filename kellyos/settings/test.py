@@ -13,3 +13,7 @@ SECURE_SSL_REDIRECT = False
 MPESA_WEBHOOK_TOKEN = "test-webhook-token"  # noqa: S105
 MPESA_ALLOWED_IPS = [*MPESA_ALLOWED_IPS, "127.0.0.1"]  # noqa: F405
 MPESA_SHORTCODE = "600000"
+
+# The test client leaves the streams a test does not read open, holding their slots for the session;
+# no gunicorn thread is at stake here. The slot tests set their own limit.
+EVENTS_STREAMS_PER_PROCESS = 10_000

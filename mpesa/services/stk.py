@@ -22,7 +22,7 @@ from django.utils import timezone
 from customers.phones import phone_normalize
 from kellyos.events import event_publish
 from kellyos.money import InvalidAmountError, to_kes
-from mpesa.callbacks import C2BPayment, MalformedCallbackError, trans_time_parse
+from mpesa.callbacks import C2BPayment, MalformedCallbackError, receipt_number_parse, trans_time_parse
 from mpesa.daraja import DarajaClient, DarajaError
 from mpesa.exceptions import MpesaError
 from mpesa.models import ReceiptSource, ReceiptStatus, StkPush, StkStatus, WebhookLog, WebhookStatus
@@ -231,9 +231,7 @@ def _announce(push: StkPush) -> None:
 
 
 def _payment_from(push: StkPush, items: dict[str, Any]) -> C2BPayment:
-    receipt_number = str(items.get("MpesaReceiptNumber", "")).strip().upper()
-    if not receipt_number:
-        raise MalformedCallbackError("A paid STK callback without MpesaReceiptNumber.")
+    receipt_number = receipt_number_parse(items.get("MpesaReceiptNumber"), name="MpesaReceiptNumber")
     try:
         amount = to_kes(str(items.get("Amount", push.amount)))
     except InvalidAmountError as exc:

@@ -52,3 +52,8 @@ def test_payments_refunds_reallocations_and_confirmations_at_once_never_deadlock
 @needs_database_url
 def test_the_retry_and_a_live_booking_of_one_log_never_deadlock():
     drill("retry_vs_live_booking.py")
+
+
+@needs_database_url
+def test_more_open_screens_than_threads_never_keep_safaricom_waiting():
+    drill("open_screens.py", "--screens", "12", "--workers", "2", "--threads", "4", "--confirmations", "60")

@@ -1,5 +1,6 @@
 """Live updates: announced only once committed, streamed as Server-Sent Events, resumable."""
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -14,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from kellyos.events import event_listener_connect as listener
-from kellyos.events import event_publish, events_prune
+from kellyos.events import event_publish, events_prune, stream_slots
 from kellyos.models import Event
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
@@ -92,6 +93,44 @@ def test_a_reconnecting_browser_is_replayed_what_it_missed(settings):
     stream = "".join(chunk.decode() for chunk in response.streaming_content)
     assert "MISSED1" in stream and "MISSED2" in stream
     assert f"id: {seen + 2}" in stream
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_holds_only_its_streams_and_tells_the_next_browser_to_come_back_later(settings):
+    settings.EVENTS_STREAM_SECONDS = 1
+    settings.EVENTS_STREAMS_PER_PROCESS = stream_slots.open + 1  # beside any an earlier test left unread
+    client = accountant_client()
+    held = client.get("/events")
+    assert next(iter(held.streaming_content)).startswith(b"retry: 2000\n")  # streaming, holding the slot
+
+    turned_away = client.get("/events")
+    body = b"".join(turned_away.streaming_content).decode()
+    assert turned_away.status_code == 200 and turned_away["Content-Type"] == "text/event-stream"
+    retry = re.fullmatch(r"retry: (\d+)\n: busy: [^\n]+\n\n", body)
+    assert retry and 10_000 <= int(retry.group(1)) <= 20_000  # EventSource reconnects by itself then
+    customer = CustomerFactory()  # Safaricom is served meanwhile
+    answer = Client().post(
+        CONFIRM,
+        data=payloads.body(payloads.c2b(trans_id="TKSLOT0001", amount="150", account=customer.code)),
+        content_type="application/json",
+    )
+    assert answer.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+
+    b"".join(held.streaming_content)  # the stream ends after EVENTS_STREAM_SECONDS, giving its slot back
+    again = client.get("/events")
+    assert b"busy" not in next(iter(again.streaming_content))
+    again.close()
+
+
+@pytest.mark.django_db
+def test_a_stream_that_never_started_gives_its_slot_back_when_closed(settings):
+    settings.EVENTS_STREAMS_PER_PROCESS = stream_slots.open + 1
+    open_before = stream_slots.open
+    response = accountant_client().get("/events")
+    assert stream_slots.open == open_before + 1
+    response.close()  # as the server does when the browser has gone before the first line
+    response.close()
+    assert stream_slots.open == open_before
 
 
 @pytest.mark.django_db
