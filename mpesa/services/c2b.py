@@ -27,7 +27,7 @@ from invoices.models import Payment
 from invoices.services import payment_reallocate
 from kellyos.audit import audit_record
 from kellyos.db import lock_conflict, row_first, row_insert, rows_fetch, statement_cursor
-from kellyos.events import event_publish
+from kellyos.events import event_publish, events_gathered
 from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
@@ -145,7 +145,8 @@ def _confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
                 if current not in UNBOOKED:
                     log.refresh_from_db()  # another runner booked it while this one waited for the lock
                     return log
-                status, detail, receipt = receipt_book(log=log, payment=payment)
+                with events_gathered():
+                    status, detail, receipt = receipt_book(log=log, payment=payment)
                 now = timezone.now()
                 changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": now}
                 cursor = statement_cursor()

@@ -10,12 +10,13 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from kellyos.events import event_listener_connect as listener
-from kellyos.events import event_publish, events_prune, stream_slots
+from kellyos.events import event_publish, events_gathered, events_prune, stream_slots
 from kellyos.models import Event
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
@@ -52,6 +53,38 @@ def test_an_event_is_announced_when_its_transaction_commits_and_never_after_a_ro
             raise RuntimeError("the booking failed")
         assert heard(conn, 0.3) == []
         assert Event.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gathered_events_are_stored_together_at_the_blocks_end_and_dropped_with_a_failure():
+    with listener() as conn:
+        with transaction.atomic(), CaptureQueriesContext(connection) as statements:
+            with events_gathered():
+                event_publish(kind="payment", payload={"trans_id": "G1"})
+                with events_gathered():  # an inner block leaves them to the outer one
+                    event_publish(kind="customer", payload={"code": "C1"})
+                assert not Event.objects.exists()  # nothing stored until the block ends
+            assert [event.kind for event in Event.objects.order_by("pk")] == ["payment", "customer"]
+        assert sum("INSERT INTO kellyos_event" in q["sql"] for q in statements.captured_queries) == 1
+        assert sorted(heard(conn)) == sorted(Event.objects.values_list("pk", flat=True))
+
+        with pytest.raises(RuntimeError), transaction.atomic(), events_gathered():
+            event_publish(kind="payment", payload={"trans_id": "G2"})
+            raise RuntimeError("the booking failed")
+        assert Event.objects.count() == 2 and heard(conn, 0.3) == []
+
+
+@pytest.mark.django_db
+def test_a_confirmation_announces_its_payment_invoice_and_customer_in_one_statement():
+    customer = CustomerFactory()
+    with CaptureQueriesContext(connection) as statements:
+        Client().post(
+            CONFIRM,
+            data=payloads.body(payloads.c2b(trans_id="TKGATHER01", amount="150", account=customer.code)),
+            content_type="application/json",
+        )
+    assert sum("INSERT INTO kellyos_event" in q["sql"] for q in statements.captured_queries) == 1
+    assert {event.kind for event in Event.objects.all()} == {"payment", "customer"}
 
 
 @pytest.mark.django_db(transaction=True)
