@@ -112,7 +112,9 @@ def events_gathered() -> Iterator[None]:
     """Publish every event of the block in one statement at its end, still inside the caller's
     transaction: a booking announces its payment, invoices and customer from three services, and each
     statement on that path costs more than the rows it writes. An exception drops them (the
-    transaction they describe is rolling back). Inside another such block, the outer one publishes."""
+    transaction they describe is rolling back). Savepoints are not followed: code inside must not
+    carry on after catching the failure of an inner atomic block, or that block's events would still
+    go out. Inside another such block, the outer one publishes."""
     if _gathered.get() is not None:
         yield
         return

@@ -84,7 +84,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# HELP kellyos_booking_lock_conflict_retries_total Bookings tried again after a deadlock.",
         "# TYPE kellyos_booking_lock_conflict_retries_total counter",
         f"kellyos_booking_lock_conflict_retries_total {figures.lock_conflict_retries}",
-        "# HELP kellyos_booking_latency_seconds Arrival to booking, C2B confirmations of the last 5 minutes.",
+        "# HELP kellyos_booking_latency_seconds Arrival to booking (or now), C2B confirmations, last 5 min.",
         "# TYPE kellyos_booking_latency_seconds summary",
         *(
             f'kellyos_booking_latency_seconds{{quantile="{quantile}"}} {"NaN" if value is None else value}'
@@ -111,6 +111,7 @@ def events(request: HttpRequest) -> HttpResponseBase:
     elif not user.has_perm("invoices.view_invoice"):
         return HttpResponseForbidden("The payment feed is for accountants.")
     last = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or ""
+    last_event_id = int(last) if last.isascii() and last.isdigit() else None  # "²" is a digit to isdigit
     if not stream_slots.take():
         # The stream ends at once and the browser's EventSource reconnects by itself after `retry`.
         logger.warning("Live-update stream for %s turned away: this process holds all it takes", user)
@@ -119,7 +120,7 @@ def events(request: HttpRequest) -> HttpResponseBase:
         return response
     connection.close()  # the stream may outlive this request's bookkeeping; it opens what it needs
     stream = event_stream(
-        last_event_id=int(last) if last.isdigit() else None,
+        last_event_id=last_event_id,
         wants=wants,
         max_seconds=settings.EVENTS_STREAM_SECONDS,
     )

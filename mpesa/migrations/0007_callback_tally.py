@@ -20,7 +20,9 @@ SELECT 0, kind, status, count(*), sum(lock_conflict_retries)
   FROM mpesa_webhooklog
  GROUP BY kind, status;
 
-CREATE FUNCTION mpesa_webhooklog_tally() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SECURITY DEFINER, as the balance triggers: a callback's log must be written even before the
+-- application role has been granted this new table (db_grant_app_role runs after migrate).
+CREATE FUNCTION mpesa_webhooklog_tally() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
     -- One upsert per (kind, status) a statement touched, in that order in every backend: a bulk
     -- statement costs one row per group, not one update of the same row per log.
@@ -72,6 +74,12 @@ CREATE TRIGGER mpesa_webhooklog_tally_delete
     AFTER DELETE ON mpesa_webhooklog
     REFERENCING OLD TABLE AS old_logs
     FOR EACH STATEMENT EXECUTE FUNCTION mpesa_webhooklog_tally();
+
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION mpesa_webhooklog_tally() SET search_path = %I, pg_catalog, pg_temp',
+                   current_schema());
+END $$;
 """
 
 BACKWARD = """

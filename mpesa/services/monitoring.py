@@ -11,15 +11,19 @@ TALLY_FOLD_LOCK = 2201
 def callback_tally_fold() -> int:
     """Fold the count rows of database backends that have gone into backend 0's, so the table stays
     as small as the set of live backends whatever the history. Only rows no live backend can write
-    are touched, so callbacks being logged never wait for this. Returns how many rows went."""
+    are touched, and none a live backend holds, so neither waits for the other. Returns how many rows
+    went."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [TALLY_FOLD_LOCK])
         cursor.execute(
             """
             WITH gone AS (
                 DELETE FROM mpesa_callbacktally
-                 WHERE backend_pid <> 0
-                   AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+                 WHERE id IN (
+                       SELECT id FROM mpesa_callbacktally
+                        WHERE backend_pid <> 0
+                          AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+                          FOR UPDATE SKIP LOCKED)  -- a new backend that took a gone one's pid: next time
              RETURNING kind, status, callbacks, lock_conflict_retries
             ), folded AS (
                 INSERT INTO mpesa_callbacktally AS tally

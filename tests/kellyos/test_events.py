@@ -20,6 +20,7 @@ from kellyos.events import event_publish, events_gathered, events_prune, stream_
 from kellyos.models import Event
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
+from tests.invoices.factories import InvoiceFactory
 from tests.mpesa import payloads
 from tests.pos.factories import SaleFactory
 
@@ -76,15 +77,17 @@ def test_gathered_events_are_stored_together_at_the_blocks_end_and_dropped_with_
 
 @pytest.mark.django_db
 def test_a_confirmation_announces_its_payment_invoice_and_customer_in_one_statement():
-    customer = CustomerFactory()
+    invoice = InvoiceFactory(amount=Decimal("500.00"))
+    before = Event.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     with CaptureQueriesContext(connection) as statements:
         Client().post(
             CONFIRM,
-            data=payloads.body(payloads.c2b(trans_id="TKGATHER01", amount="150", account=customer.code)),
+            data=payloads.body(payloads.c2b(trans_id="TKGATHER01", amount="150", account=invoice.number)),
             content_type="application/json",
         )
     assert sum("INSERT INTO kellyos_event" in q["sql"] for q in statements.captured_queries) == 1
-    assert {event.kind for event in Event.objects.all()} == {"payment", "customer"}
+    announced = Event.objects.filter(pk__gt=before)
+    assert sorted(event.kind for event in announced) == ["customer", "invoice", "payment"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -155,7 +158,7 @@ def test_a_process_holds_only_its_streams_and_tells_the_next_browser_to_come_bac
     again.close()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the events view closes the request's connection
 def test_a_stream_that_never_started_gives_its_slot_back_when_closed(settings):
     settings.EVENTS_STREAMS_PER_PROCESS = stream_slots.open + 1
     open_before = stream_slots.open
@@ -163,6 +166,11 @@ def test_a_stream_that_never_started_gives_its_slot_back_when_closed(settings):
     assert stream_slots.open == open_before + 1
     response.close()  # as the server does when the browser has gone before the first line
     response.close()
+    assert stream_slots.open == open_before
+    # A last event id that is no number: streamed from now, and the slot given back all the same.
+    odd = accountant_client().get("/events", {"lastEventId": "²"})
+    assert odd.status_code == 200 and stream_slots.open == open_before + 1
+    odd.close()
     assert stream_slots.open == open_before
 
 

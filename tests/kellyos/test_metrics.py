@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from tests.mpesa import payloads
@@ -35,6 +36,19 @@ def test_metrics_count_callbacks_suspense_and_booking_latency(settings):
     assert "kellyos_refunds_needing_review 0\n" in text
     p99 = re.search(r'kellyos_booking_latency_seconds\{quantile="0.99"\} (\S+)', text)
     assert p99 and 0 <= float(p99.group(1)) < 5
+
+
+def test_a_confirmation_still_waiting_counts_in_the_latency_as_waited_so_far(settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    with connection.cursor() as cursor:  # arrived two minutes ago; its booking has not finished
+        cursor.execute(
+            "INSERT INTO mpesa_webhooklog (kind, received_at, headers, body, status, detail, trans_id, "
+            "attempts, lock_conflict_retries) VALUES ('c2b_confirmation', now() - interval '2 minutes', "
+            "'{}', '', 'RECEIVED', '', '', 0, 0)"
+        )
+    text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
+    p99 = re.search(r'kellyos_booking_latency_seconds\{quantile="0.99"\} (\S+)', text)
+    assert p99 and float(p99.group(1)) >= 120
 
 
 def test_healthz_answers_for_the_app_and_its_database():

@@ -186,3 +186,29 @@ def test_the_migration_counts_the_log_already_there(settings):
     text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
     assert 'kellyos_callbacks_total{kind="c2b_confirmation",status="PROCESSED"} 2\n' in text
     assert "kellyos_booking_lock_conflict_retries_total 1\n" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_is_logged_and_counted_before_the_app_role_is_granted_the_counts_table():
+    # Deploys run migrate, then db_grant_app_role: in between, callbacks must still be logged.
+    role = "kellyos_app_tally_test"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role}")
+        cursor.execute(f"GRANT INSERT, SELECT ON mpesa_webhooklog TO {role}")
+        cursor.execute(f"GRANT USAGE ON SEQUENCE mpesa_webhooklog_id_seq TO {role}")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {role}")
+            try:
+                cursor.execute(
+                    "INSERT INTO mpesa_webhooklog (kind, received_at, headers, body, status, detail,"
+                    " trans_id, attempts, lock_conflict_retries) VALUES ('c2b_confirmation', now(), '{}',"
+                    " '', 'RECEIVED', '', '', 0, 0)"
+                )
+            finally:
+                cursor.execute("RESET ROLE")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP OWNED BY {role}")
+            cursor.execute(f"DROP ROLE {role}")
+    assert counted() == logged() == {(WebhookKind.C2B_CONFIRMATION, WebhookStatus.RECEIVED): (1, 0)}
