@@ -51,11 +51,11 @@ bench-volume: install
 
 # Fault drills (bench/drills/) at full scale: killed workers, a PostgreSQL restart (on a private
 # cluster of their own), two hosts, concurrent payments, the retry meeting a live booking, more live
-# screens than threads. Each makes its own database next to
-# DATABASE_URL's and exits non-zero on any violation (all run; the target fails if any did);
-# `make test` runs them at a small scale.
+# screens than threads, a Safaricom that hangs while cashiers send prompts. Each makes its own
+# database next to DATABASE_URL's and exits non-zero on any violation (all run; the target fails if
+# any did); `make test` runs them at a small scale.
 drills: install
-	@status=0; for drill in worker_sigkill postgres_restart two_hosts payments_deadlock retry_vs_live_booking open_screens; do \
+	@status=0; for drill in worker_sigkill postgres_restart two_hosts payments_deadlock retry_vs_live_booking open_screens slow_daraja; do \
 	  echo "$(BIN)/python bench/drills/$$drill.py"; $(BIN)/python bench/drills/$$drill.py || status=1; \
 	done; exit $$status
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from django.utils import timezone
 
 from kellyos.db import statement_cursor
 from kellyos.models import Event
+from kellyos.slots import ThreadSlots
 
 CHANNEL = "kellyos_events"
 REPLAY_OVERLAP = timedelta(seconds=30)
@@ -35,29 +35,8 @@ REPLAY_LIMIT = 500
 BUSY_RETRY_MS = (10_000, 20_000)
 
 
-class StreamSlots:
-    """How many live-update streams this server process holds (EVENTS_STREAMS_PER_PROCESS at most).
-    A gunicorn thread worker whose threads all hold streams still accepts connections and queues them,
-    so a callback landing there would wait minutes; Safaricom waits seconds and does not call again.
-    The open-screens drill (bench/drills/open_screens.py) measured it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.open = 0
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.open >= settings.EVENTS_STREAMS_PER_PROCESS:
-                return False
-            self.open += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self.open -= 1
-
-
-stream_slots = StreamSlots()
+# Live-update streams this process holds (kellyos.slots).
+stream_slots = ThreadSlots("EVENTS_STREAMS_PER_PROCESS")
 
 
 class HeldStream:

@@ -13,9 +13,11 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg.errors import LockNotAvailable
 
+from kellyos.slots import ThreadSlots
 from mpesa.callbacks import NAIROBI
 from mpesa.exceptions import MpesaError
 from mpesa.models import DarajaAccessToken
@@ -25,6 +27,10 @@ from mpesa.models import DarajaAccessToken
 INVALID_TOKEN_CODES = {"404.001.03", "400.003.01"}
 PRODUCT_MISSING_CODE = "401.003.01"
 TOKEN_MARGIN = timedelta(seconds=60)
+# Calls to Daraja this process is waiting on (kellyos.slots): a cashier's prompt waits on Safaricom
+# from a server thread, and a slow Safaricom must not take the threads its own callbacks need.
+call_slots = ThreadSlots("MPESA_CALLS_PER_PROCESS")
+BUSY = "busy"
 
 
 class DarajaError(MpesaError):
@@ -261,8 +267,26 @@ class DarajaClient:
         )
         with transaction.atomic():
             # One worker asks Safaricom at a time (each new token kills the last); the others wait
-            # here and then use what it got.
-            row = DarajaAccessToken.objects.select_for_update().get(pk=row.pk)
+            # here and then use what it got, but no longer than a call may take: behind a Safaricom
+            # that hangs they would otherwise queue, each waiting out the one before.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                    [f"{int(self.timeout * 1000)}ms"],
+                )
+                (usual_lock_timeout, _) = cursor.fetchone()
+                try:
+                    row = DarajaAccessToken.objects.select_for_update().get(pk=row.pk)
+                except OperationalError as exc:
+                    if not isinstance(exc.__cause__, LockNotAvailable):
+                        raise
+                    raise DarajaError(
+                        BUSY,
+                        f"Safaricom has not given a token to another request for {self.timeout:g} s; "
+                        "nothing was sent. Try again in a moment.",
+                    ) from exc
+                # The caller's transaction, if this is inside one, keeps its own lock waits.
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [usual_lock_timeout])
             if self._usable(row, stale):
                 return row.token
             token, lifetime = self._fetch_token()
@@ -294,12 +318,23 @@ class DarajaClient:
             raise DarajaError("oauth", f"Unexpected token answer: {body}") from exc
 
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        token = self.access_token()
-        response = self._http("POST", path, json=payload, headers={"Authorization": f"Bearer {token}"})
-        if _is_invalid_token(response):
-            token = self.access_token(stale=token)
-            response = self._http("POST", path, json=payload, headers={"Authorization": f"Bearer {token}"})
-        return self._result(response)
+        if not call_slots.take():
+            raise DarajaError(
+                BUSY,
+                "Safaricom is slow to answer and this server is already waiting on it for as many "
+                "requests as it allows; nothing was sent. Try again in a moment.",
+            )
+        try:
+            token = self.access_token()
+            headers = {"Authorization": f"Bearer {token}"}
+            response = self._http("POST", path, json=payload, headers=headers)
+            if _is_invalid_token(response):
+                token = self.access_token(stale=token)
+                headers = {"Authorization": f"Bearer {token}"}
+                response = self._http("POST", path, json=payload, headers=headers)
+            return self._result(response)
+        finally:
+            call_slots.give_back()
 
     @staticmethod
     def _accepted(body: dict[str, Any]) -> dict[str, Any]:

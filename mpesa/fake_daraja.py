@@ -76,6 +76,8 @@ class FakeDarajaState:
     consumer_key: str
     consumer_secret: str
     callback_delay: float = 0.2
+    # Seconds every API answer takes: a Safaricom that has slowed down or hangs.
+    answer_delay: float = 0.0
     token: str = ""
     passkey: str = SANDBOX_PASSKEY
     # After a paid prompt, also send the C2B confirmation of the same receipt (as a PayBill with
@@ -150,6 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet in tests; the management command prints what matters
 
     def do_GET(self) -> None:
+        time.sleep(self.state.answer_delay)
         parts = urlsplit(self.path)
         if parts.path != "/oauth/v1/generate":
             return self._error(404, "404.003.01", "Resource not found")
@@ -166,6 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, {"access_token": token, "expires_in": "3599"})
 
     def do_POST(self) -> None:
+        time.sleep(self.state.answer_delay)
         if self.headers.get("Authorization") != f"Bearer {self.state.token}" or not self.state.token:
             return self._error(401, "404.001.03", "Invalid Access Token")
         try:
@@ -414,11 +418,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the caller stopped waiting (answer_delay past its timeout), as it would with Safaricom
 
     def _error(self, status: int, code: str, message: str) -> None:
         self._answer(status, {"requestId": str(uuid.uuid4()), "errorCode": code, "errorMessage": message})

@@ -211,6 +211,12 @@ EVENTS_STREAM_SECONDS = env.int("EVENTS_STREAM_SECONDS", default=300)
 EVENTS_STREAMS_PER_PROCESS = env.int(
     "EVENTS_STREAMS_PER_PROCESS", default=max(1, env.int("GUNICORN_THREADS", default=8) // 2)
 )
+# Calls to Daraja one server process waits on at once (a cashier's prompt, an accountant's refund or
+# status question); past it they are refused at once, so a slow Safaricom cannot take the threads its
+# callbacks need (kellyos.slots). Default: a quarter of gunicorn's threads.
+MPESA_CALLS_PER_PROCESS = env.int(
+    "MPESA_CALLS_PER_PROCESS", default=max(1, env.int("GUNICORN_THREADS", default=8) // 4)
+)
 # Bearer token the monitoring system sends to GET /metrics; without one, /metrics does not exist.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 

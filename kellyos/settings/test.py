@@ -17,3 +17,5 @@ MPESA_SHORTCODE = "600000"
 # The test client leaves the streams a test does not read open, holding their slots for the session;
 # no gunicorn thread is at stake here. The slot tests set their own limit.
 EVENTS_STREAMS_PER_PROCESS = 10_000
+# Tests call the fake Daraja from many threads at once; the limit's own tests set theirs.
+MPESA_CALLS_PER_PROCESS = 10_000

@@ -57,3 +57,11 @@ def test_the_retry_and_a_live_booking_of_one_log_never_deadlock():
 @needs_database_url
 def test_more_open_screens_than_threads_never_keep_safaricom_waiting():
     drill("open_screens.py", "--screens", "12", "--workers", "2", "--threads", "4", "--confirmations", "60")
+
+
+@needs_database_url
+def test_a_slow_safaricom_never_keeps_its_own_callbacks_waiting():
+    drill(
+        "slow_daraja.py", "--cashiers", "12", "--workers", "2", "--threads", "4", "--confirmations", "60",
+        "--rate", "10", "--answer-delay", "6", "--daraja-timeout", "3", "--patience", "4",
+    )  # fmt: skip

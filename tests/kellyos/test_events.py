@@ -134,7 +134,7 @@ def test_a_reconnecting_browser_is_replayed_what_it_missed(settings):
 @pytest.mark.django_db(transaction=True)
 def test_a_process_holds_only_its_streams_and_tells_the_next_browser_to_come_back_later(settings):
     settings.EVENTS_STREAM_SECONDS = 1
-    settings.EVENTS_STREAMS_PER_PROCESS = stream_slots.open + 1  # beside any an earlier test left unread
+    settings.EVENTS_STREAMS_PER_PROCESS = stream_slots.taken + 1  # beside any an earlier test left unread
     client = accountant_client()
     held = client.get("/events")
     assert next(iter(held.streaming_content)).startswith(b"retry: 2000\n")  # streaming, holding the slot
@@ -160,18 +160,18 @@ def test_a_process_holds_only_its_streams_and_tells_the_next_browser_to_come_bac
 
 @pytest.mark.django_db(transaction=True)  # the events view closes the request's connection
 def test_a_stream_that_never_started_gives_its_slot_back_when_closed(settings):
-    settings.EVENTS_STREAMS_PER_PROCESS = stream_slots.open + 1
-    open_before = stream_slots.open
+    settings.EVENTS_STREAMS_PER_PROCESS = stream_slots.taken + 1
+    open_before = stream_slots.taken
     response = accountant_client().get("/events")
-    assert stream_slots.open == open_before + 1
+    assert stream_slots.taken == open_before + 1
     response.close()  # as the server does when the browser has gone before the first line
     response.close()
-    assert stream_slots.open == open_before
+    assert stream_slots.taken == open_before
     # A last event id that is no number: streamed from now, and the slot given back all the same.
     odd = accountant_client().get("/events", {"lastEventId": "²"})
-    assert odd.status_code == 200 and stream_slots.open == open_before + 1
+    assert odd.status_code == 200 and stream_slots.taken == open_before + 1
     odd.close()
-    assert stream_slots.open == open_before
+    assert stream_slots.taken == open_before
 
 
 @pytest.mark.django_db

@@ -1,16 +1,21 @@
 """The Daraja client and operator commands against the fake Daraja, over real HTTP, with our app
 served by pytest-django's live server so the fake can call it back."""
 
+import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, transaction
+from django.utils import timezone
 
 from invoices.models import InvoiceStatus
 from ledger.selectors import ledger_verify
-from mpesa.daraja import DarajaClient, DarajaError
+from mpesa.daraja import DarajaClient, DarajaError, call_slots
 from mpesa.fake_daraja import FakeDaraja
 from mpesa.models import DarajaAccessToken, MpesaReceipt
 from tests.invoices.factories import InvoiceFactory
@@ -54,6 +59,72 @@ def test_the_token_is_shared_through_the_database_and_renewed_when_refused(fake_
     )
     assert answer["ResponseCode"] == "0"  # one retry with a fresh token
     assert DarajaAccessToken.objects.get().token not in (first, "revoked-by-someone-else")
+
+
+def register(client, shortcode):
+    return client.c2b_register_urls(
+        shortcode=shortcode,
+        confirmation_url="https://pay.example.co.ke/c",
+        validation_url="https://pay.example.co.ke/v",
+    )
+
+
+def test_a_process_waits_on_safaricom_for_only_so_many_calls_and_refuses_the_rest_at_once(
+    fake_daraja, settings
+):
+    settings.MPESA_CALLS_PER_PROCESS = 1
+    client_for(fake_daraja).access_token()
+    fake_daraja.state.answer_delay = 1.0  # Safaricom slows down
+    slow_answers = []
+
+    def waiting_call():
+        slow_answers.append(register(client_for(fake_daraja), "600000"))
+        connection.close()
+
+    waiting = threading.Thread(target=waiting_call)
+    waiting.start()
+    assert wait_for(lambda: call_slots.taken == 1)
+    started = time.monotonic()
+    with pytest.raises(DarajaError) as refused:
+        register(client_for(fake_daraja), "600111")
+    assert refused.value.code == "busy" and "nothing was sent" in refused.value.message
+    assert time.monotonic() - started < 0.5  # refused at once, not queued behind the slow call
+    waiting.join()
+    assert slow_answers[0]["ResponseCode"] == "0" and call_slots.taken == 0
+    assert set(fake_daraja.state.registered) == {"600000"}
+    fake_daraja.state.answer_delay = 0
+    assert register(client_for(fake_daraja), "600111")["ResponseCode"] == "0"  # the slot is free again
+
+
+def test_a_request_waits_for_a_token_another_is_fetching_no_longer_than_a_call_may_take(fake_daraja):
+    DarajaAccessToken.objects.create(
+        api_base=fake_daraja.url, consumer_key="fake-key", token="old", expires_at=timezone.now()
+    )
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as fetching:  # another worker, asking Safaricom for the token
+        fetching.execute("SELECT 1 FROM mpesa_darajaaccesstoken FOR UPDATE")
+        client = DarajaClient(
+            api_base=fake_daraja.url, consumer_key="fake-key", consumer_secret="fake-secret", timeout=0.5
+        )
+        started = time.monotonic()
+        with transaction.atomic():
+            connection.cursor().execute("SET LOCAL lock_timeout = '7s'")
+            with pytest.raises(DarajaError) as gave_up:
+                client.access_token()
+            assert gave_up.value.code == "busy" and "nothing was sent" in gave_up.value.message
+            assert 0.4 < time.monotonic() - started < 3
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW lock_timeout")
+                assert cursor.fetchone() == ("7s",)  # the caller's transaction keeps its own
+    with transaction.atomic():
+        connection.cursor().execute("SET LOCAL lock_timeout = '7s'")
+        assert client.access_token() not in ("", "old")  # nobody fetching now: a token
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            assert cursor.fetchone() == ("7s",)
+    assert DarajaAccessToken.objects.get().expires_at > timezone.now() + timedelta(minutes=50)
 
 
 def test_wrong_credentials_and_banned_words_come_back_as_typed_errors(fake_daraja):

@@ -142,6 +142,19 @@ def test_the_waiting_screen_sends_and_follows_the_prompt(daraja):
     assert client.get(reverse("pos-sale-status", args=[sale.reference])).json()["status"] == "PAID"
 
 
+def test_a_cashier_is_told_at_once_when_the_server_waits_on_safaricom_for_all_it_may(daraja, settings):
+    cashier = UserFactory()
+    cashier.groups.add(Group.objects.get(name="Cashier"))
+    sale = SaleFactory(total=Decimal("230.00"), cashier=cashier)
+    client = Client()
+    client.force_login(cashier)
+    settings.MPESA_CALLS_PER_PROCESS = 0  # every one of this process's Daraja slots already waiting
+    refused = client.post(reverse("pos-sale-prompt", args=[sale.reference]), {"phone": "0712345670"})
+    assert refused.status_code == 400
+    assert "nothing was sent. Try again in a moment." in refused.json()["error"]
+    assert not StkPush.objects.exists() and not daraja.state.pushes
+
+
 def test_a_second_prompt_is_refused_while_one_is_on_the_phone(daraja):
     sale = SaleFactory(total=Decimal("100.00"))
     stk_push_for_sale(sale=sale, phone="0712345679", by=None)  # never answered

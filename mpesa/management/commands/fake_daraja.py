@@ -19,6 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--consumer-secret", default="fake-secret")
         parser.add_argument("--delay", type=float, default=0.5, help="seconds before calling back")
         parser.add_argument(
+            "--answer-delay", type=float, default=0.0, help="seconds each API answer takes (slow Safaricom)"
+        )
+        parser.add_argument(
             "--certificate",
             default="var/fake-daraja.cer",
             help="where to write its certificate, for MPESA_CERTIFICATE_PATH (the initiator APIs)",
@@ -32,6 +35,7 @@ class Command(BaseCommand):
             consumer_secret=options["consumer_secret"],
             callback_delay=options["delay"],
         )
+        fake.state.answer_delay = options["answer_delay"]
         certificate = Path(options["certificate"])
         certificate.parent.mkdir(parents=True, exist_ok=True)
         certificate.write_bytes(fake.certificate_pem)

@@ -1,0 +1,34 @@
+"""How many of a server process's threads may wait on something slow at once.
+
+A gunicorn gthread worker whose threads are all busy still accepts connections and queues them, so
+a Safaricom callback landing there waits until one of them finishes: longer than Safaricom waits,
+and Safaricom does not call again. Whatever can hold a thread for seconds (a live-update stream, a
+call to Daraja) takes a slot of its kind first and is turned away at once when they are all taken,
+which keeps the rest of the threads for callbacks. The open-screens and slow-Daraja drills
+(bench/drills/) measured both."""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+
+class ThreadSlots:
+    """At most `settings.<limit_setting>` holders at once in this process."""
+
+    def __init__(self, limit_setting: str) -> None:
+        self.limit_setting = limit_setting
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.taken >= getattr(settings, self.limit_setting):
+                return False
+            self.taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.taken -= 1
