@@ -6,6 +6,7 @@ DarajaError carrying its code and message."""
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,9 +14,9 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
-from psycopg.errors import LockNotAvailable
 
 from kellyos.slots import ThreadSlots
 from mpesa.callbacks import NAIROBI
@@ -27,6 +28,8 @@ from mpesa.models import DarajaAccessToken
 INVALID_TOKEN_CODES = {"404.001.03", "400.003.01"}
 PRODUCT_MISSING_CODE = "401.003.01"
 TOKEN_MARGIN = timedelta(seconds=60)
+TOKEN_LEASE_MARGIN = timedelta(seconds=5)
+TOKEN_POLL = timedelta(seconds=0.1)  # how often a request waiting for another's token fetch looks
 # Calls to Daraja this process is waiting on (kellyos.slots): a cashier's prompt waits on Safaricom
 # from a server thread, and a slow Safaricom must not take the threads its own callbacks need.
 call_slots = ThreadSlots("MPESA_CALLS_PER_PROCESS")
@@ -256,44 +259,47 @@ class DarajaClient:
 
     # --- plumbing ------------------------------------------------------------------------------
     def access_token(self, *, stale: str | None = None) -> str:
-        """The shared token; a new one only when it is (nearly) expired or `stale` was refused."""
-        current = DarajaAccessToken.objects.filter(
-            api_base=self.api_base, consumer_key=self.consumer_key
-        ).first()
-        if current and self._usable(current, stale):
-            return current.token
-        row, _ = DarajaAccessToken.objects.get_or_create(
-            api_base=self.api_base, consumer_key=self.consumer_key
-        )
-        with transaction.atomic():
-            # One worker asks Safaricom at a time (each new token kills the last); the others wait
-            # here and then use what it got, but no longer than a call may take: behind a Safaricom
-            # that hangs they would otherwise queue, each waiting out the one before.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                    [f"{int(self.timeout * 1000)}ms"],
-                )
-                (usual_lock_timeout, _) = cursor.fetchone()
-                try:
-                    row = DarajaAccessToken.objects.select_for_update().get(pk=row.pk)
-                except OperationalError as exc:
-                    if not isinstance(exc.__cause__, LockNotAvailable):
-                        raise
-                    raise DarajaError(
-                        BUSY,
-                        f"Safaricom has not given a token to another request for {self.timeout:g} s; "
-                        "nothing was sent. Try again in a moment.",
-                    ) from exc
-                # The caller's transaction, if this is inside one, keeps its own lock waits.
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [usual_lock_timeout])
+        """The shared token; a new one only when it is (nearly) expired or `stale` was refused.
+
+        One worker asks Safaricom at a time (each new token kills the last), under a lease on the
+        row taken and given back in statements of their own: no transaction stays open while
+        Safaricom answers (behind PgBouncer it would hold a server connection, and a hanging
+        Safaricom would hold them all). The others look again every TOKEN_POLL until the token
+        comes, for no longer than a call may take."""
+        gives_up_at = time.monotonic() + self.timeout
+        while True:
+            row, _ = DarajaAccessToken.objects.get_or_create(
+                api_base=self.api_base, consumer_key=self.consumer_key
+            )
             if self._usable(row, stale):
                 return row.token
+            # The database's clock, one for every host. The lease outlasts the fetch (requests'
+            # timeout bounds the connect and each read apart) and ends by itself if the worker dies.
+            leased = (
+                DarajaAccessToken.objects.filter(pk=row.pk, token=row.token)
+                .filter(Q(fetching_until__isnull=True) | Q(fetching_until__lte=Now()))
+                .update(fetching_until=Now() + timedelta(seconds=2 * self.timeout) + TOKEN_LEASE_MARGIN)
+            )
+            if leased:
+                return self._token_fetch_and_store(row)
+            if time.monotonic() >= gives_up_at:
+                raise DarajaError(
+                    BUSY,
+                    f"Safaricom has not given a token to another request for {self.timeout:g} s; "
+                    "nothing was sent. Try again in a moment.",
+                )
+            time.sleep(TOKEN_POLL.total_seconds())
+
+    def _token_fetch_and_store(self, row: DarajaAccessToken) -> str:
+        try:
             token, lifetime = self._fetch_token()
-            row.token = token
-            row.expires_at = timezone.now() + timedelta(seconds=lifetime)
-            row.save(update_fields=["token", "expires_at"])
-            return token
+        except BaseException:
+            DarajaAccessToken.objects.filter(pk=row.pk).update(fetching_until=None)
+            raise
+        DarajaAccessToken.objects.filter(pk=row.pk).update(
+            token=token, expires_at=timezone.now() + timedelta(seconds=lifetime), fetching_until=None
+        )
+        return token
 
     def _usable(self, row: DarajaAccessToken, stale: str | None) -> bool:
         fresh = (
@@ -347,6 +353,9 @@ class DarajaClient:
         assert self.session is not None
         try:
             return self.session.request(method, f"{self.api_base}{path}", timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            late = f"Safaricom did not answer within {self.timeout:g} s ({path})."
+            raise DarajaError("network", late) from exc
         except requests.RequestException as exc:
             raise DarajaError("network", f"{method} {path} failed: {exc}") from exc
 

@@ -262,6 +262,9 @@ class DarajaAccessToken(models.Model):
     consumer_key = models.CharField(max_length=200)
     token = models.CharField(max_length=500, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    fetching_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker is asking Safaricom for a new token until then."
+    )
 
     class Meta:
         constraints = [

@@ -6,11 +6,10 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from invoices.models import InvoiceStatus
@@ -19,6 +18,7 @@ from mpesa.daraja import DarajaClient, DarajaError, call_slots
 from mpesa.fake_daraja import FakeDaraja
 from mpesa.models import DarajaAccessToken, MpesaReceipt
 from tests.invoices.factories import InvoiceFactory
+from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,35 +96,57 @@ def test_a_process_waits_on_safaricom_for_only_so_many_calls_and_refuses_the_res
     assert register(client_for(fake_daraja), "600111")["ResponseCode"] == "0"  # the slot is free again
 
 
-def test_a_request_waits_for_a_token_another_is_fetching_no_longer_than_a_call_may_take(fake_daraja):
-    DarajaAccessToken.objects.create(
-        api_base=fake_daraja.url, consumer_key="fake-key", token="old", expires_at=timezone.now()
-    )
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params) as fetching:  # another worker, asking Safaricom for the token
-        fetching.execute("SELECT 1 FROM mpesa_darajaaccesstoken FOR UPDATE")
-        client = DarajaClient(
-            api_base=fake_daraja.url, consumer_key="fake-key", consumer_secret="fake-secret", timeout=0.5
-        )
-        started = time.monotonic()
-        with transaction.atomic():
-            connection.cursor().execute("SET LOCAL lock_timeout = '7s'")
-            with pytest.raises(DarajaError) as gave_up:
-                client.access_token()
-            assert gave_up.value.code == "busy" and "nothing was sent" in gave_up.value.message
-            assert 0.4 < time.monotonic() - started < 3
+def test_one_request_fetches_the_token_while_the_others_wait_and_no_transaction_stays_open(fake_daraja):
+    fake_daraja.state.answer_delay = 0.6  # Safaricom takes its time over the token
+    open_transactions = []
+
+    def fetch(index):
+        if index == 2:  # an onlooker, while the others wait on Safaricom
+            time.sleep(0.3)
             with connection.cursor() as cursor:
-                cursor.execute("SHOW lock_timeout")
-                assert cursor.fetchone() == ("7s",)  # the caller's transaction keeps its own
-    with transaction.atomic():
-        connection.cursor().execute("SET LOCAL lock_timeout = '7s'")
-        assert client.access_token() not in ("", "old")  # nobody fetching now: a token
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW lock_timeout")
-            assert cursor.fetchone() == ("7s",)
-    assert DarajaAccessToken.objects.get().expires_at > timezone.now() + timedelta(minutes=50)
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%%'"
+                )
+                open_transactions.append(cursor.fetchone()[0])
+            return None
+        return client_for(fake_daraja).access_token()
+
+    tokens, errors = run_in_threads(3, fetch)
+    assert not errors
+    fetched = [token for token in tokens if token is not None]
+    assert len(fetched) == 2 and fetched[0] == fetched[1] == fake_daraja.state.token  # one fetch, shared
+    assert open_transactions == [0]
+    assert DarajaAccessToken.objects.get().fetching_until is None
+
+
+def test_a_request_waits_for_another_s_token_fetch_no_longer_than_a_call_may_take(fake_daraja):
+    DarajaAccessToken.objects.create(
+        api_base=fake_daraja.url, consumer_key="fake-key", token="old", expires_at=timezone.now(),
+        fetching_until=timezone.now() + timedelta(minutes=1),  # another worker is asking Safaricom
+    )  # fmt: skip
+    client = DarajaClient(
+        api_base=fake_daraja.url, consumer_key="fake-key", consumer_secret="fake-secret", timeout=0.5
+    )
+    started = time.monotonic()
+    with pytest.raises(DarajaError) as gave_up:
+        client.access_token()
+    assert gave_up.value.code == "busy" and "nothing was sent" in gave_up.value.message
+    assert 0.4 < time.monotonic() - started < 3
+    assert fake_daraja.state.token == ""  # Safaricom was not asked
+    # A worker that died holding the lease holds it only until it ends.
+    DarajaAccessToken.objects.update(fetching_until=timezone.now() - timedelta(seconds=1))
+    assert client.access_token() == fake_daraja.state.token != ""
+    row = DarajaAccessToken.objects.get()
+    assert row.fetching_until is None and row.expires_at > timezone.now() + timedelta(minutes=50)
+
+
+def test_a_failed_token_fetch_gives_the_lease_back(fake_daraja):
+    client = DarajaClient(api_base=fake_daraja.url, consumer_key="fake-key", consumer_secret="wrong")
+    with pytest.raises(DarajaError):
+        client.access_token()
+    assert DarajaAccessToken.objects.get().fetching_until is None
+    assert client_for(fake_daraja).access_token()  # the next request is not kept waiting
 
 
 def test_wrong_credentials_and_banned_words_come_back_as_typed_errors(fake_daraja):
