@@ -24,8 +24,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 
 
 def post_fork(server: object, worker: object) -> None:
-    """Tell the app the threads it really has (--threads may override the above): it keeps half of
-    them free of live-update streams for Safaricom's callbacks (EVENTS_STREAMS_PER_PROCESS)."""
+    """Tell the app the threads it really has (--threads may override the above): it limits the
+    live-update streams and the calls to Daraja by them, keeping threads free for Safaricom's
+    callbacks (EVENTS_STREAMS_PER_PROCESS, MPESA_CALLS_PER_PROCESS)."""
     os.environ["GUNICORN_THREADS"] = str(worker.cfg.threads)  # type: ignore[attr-defined]
 
 

@@ -6,3 +6,6 @@ class KellyOSConfig(AppConfig):
 
     name = "kellyos"
     verbose_name = "Kelly OS"
+
+    def ready(self) -> None:
+        from kellyos import slots  # noqa: F401 - registers the threads' deploy check

@@ -10,8 +10,10 @@ which keeps the rest of the threads for callbacks. The open-screens and slow-Dar
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.conf import settings
+from django.core.checks import CheckMessage, Warning, register
 
 
 class ThreadSlots:
@@ -32,3 +34,23 @@ class ThreadSlots:
     def give_back(self) -> None:
         with self._lock:
             self.taken -= 1
+
+
+@register("kellyos", deploy=True)
+def thread_budget_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """The limits must leave a quarter of a process's threads (at least one) for callbacks."""
+    threads = settings.SERVER_THREADS
+    for_callbacks = max(1, threads // 4)
+    held = settings.EVENTS_STREAMS_PER_PROCESS + settings.MPESA_CALLS_PER_PROCESS
+    if held <= threads - for_callbacks:
+        return []
+    return [
+        Warning(
+            f"EVENTS_STREAMS_PER_PROCESS ({settings.EVENTS_STREAMS_PER_PROCESS}) + MPESA_CALLS_PER_PROCESS "
+            f"({settings.MPESA_CALLS_PER_PROCESS}) may hold {held} of a process's {threads} threads "
+            f"(GUNICORN_THREADS), leaving {max(0, threads - held)} for Safaricom's callbacks; keep "
+            f"at least {for_callbacks}.",
+            hint="Raise GUNICORN_THREADS, or lower the two limits (deploy/README.md).",
+            id="kellyos.W001",
+        )
+    ]

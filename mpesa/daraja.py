@@ -6,7 +6,9 @@ DarajaError carrying its code and message."""
 from __future__ import annotations
 
 import base64
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,31 +19,53 @@ from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
+from urllib3.exceptions import NewConnectionError
 
 from kellyos.slots import ThreadSlots
 from mpesa.callbacks import NAIROBI
 from mpesa.exceptions import MpesaError
 from mpesa.models import DarajaAccessToken
 
+logger = logging.getLogger(__name__)
+
 # Error codes Safaricom uses for an expired or unknown token (not 401.003.01: that one means the app
 # lacks the product, and a new token will not help).
 INVALID_TOKEN_CODES = {"404.001.03", "400.003.01"}
 PRODUCT_MISSING_CODE = "401.003.01"
 TOKEN_MARGIN = timedelta(seconds=60)
+# A token fetch's lease lasts twice the call timeout (requests' timeout bounds the connect and each
+# read apart) and this much more; a worker that dies fetching holds it no longer.
 TOKEN_LEASE_MARGIN = timedelta(seconds=5)
 TOKEN_POLL = timedelta(seconds=0.1)  # how often a request waiting for another's token fetch looks
 # Calls to Daraja this process is waiting on (kellyos.slots): a cashier's prompt waits on Safaricom
 # from a server thread, and a slow Safaricom must not take the threads its own callbacks need.
 call_slots = ThreadSlots("MPESA_CALLS_PER_PROCESS")
+# Our own code for a call refused before anything was sent: this process already waits on
+# Safaricom for as many calls as it may, or on another request's token fetch for too long.
 BUSY = "busy"
 
 
 class DarajaError(MpesaError):
-    def __init__(self, code: str, message: str, *, http_status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, http_status: int | None = None, request_sent: bool = True
+    ) -> None:
         super().__init__(f"Daraja {code}: {message}")
         self.code = code
         self.message = message
         self.http_status = http_status
+        self.request_sent = request_sent
+
+    @property
+    def may_have_arrived(self) -> bool:
+        """Whether the request may still have reached Safaricom: anything but a failure before it was
+        sent or a clear refusal (a 4xx error, an error code in the answer, our own configuration)."""
+        if not self.request_sent:
+            return False
+        if self.code == "network":
+            return True
+        status = self.http_status or 0
+        # A server error, or a success status with a body we could not read.
+        return status >= 500 or (self.code.startswith("HTTP") and 200 <= status < 400)
 
 
 @dataclass
@@ -273,32 +297,43 @@ class DarajaClient:
             )
             if self._usable(row, stale):
                 return row.token
-            # The database's clock, one for every host. The lease outlasts the fetch (requests'
-            # timeout bounds the connect and each read apart) and ends by itself if the worker dies.
-            leased = (
-                DarajaAccessToken.objects.filter(pk=row.pk, token=row.token)
-                .filter(Q(fetching_until__isnull=True) | Q(fetching_until__lte=Now()))
-                .update(fetching_until=Now() + timedelta(seconds=2 * self.timeout) + TOKEN_LEASE_MARGIN)
-            )
-            if leased:
-                return self._token_fetch_and_store(row)
             if time.monotonic() >= gives_up_at:
                 raise DarajaError(
                     BUSY,
                     f"Safaricom has not given a token to another request for {self.timeout:g} s; "
                     "nothing was sent. Try again in a moment.",
+                    request_sent=False,
                 )
+            lease = uuid.uuid4()
+            # The database's clock, one for every host.
+            leased = (
+                DarajaAccessToken.objects.filter(pk=row.pk, token=row.token)
+                .filter(Q(fetching_until__isnull=True) | Q(fetching_until__lte=Now()))
+                .update(
+                    fetching_until=Now() + timedelta(seconds=2 * self.timeout) + TOKEN_LEASE_MARGIN,
+                    fetch_lease=lease,
+                )
+            )
+            if leased:
+                return self._token_fetch_and_store(row, lease)
             time.sleep(TOKEN_POLL.total_seconds())
 
-    def _token_fetch_and_store(self, row: DarajaAccessToken) -> str:
+    def _token_fetch_and_store(self, row: DarajaAccessToken, lease: uuid.UUID) -> str:
+        """Fetch a token under `lease` and store it, unless the lease ran out meanwhile and another
+        worker took it: then its fetch decides the row, and this token serves this call only (if it
+        has been killed by the other, the call's invalid-token retry reads the row again)."""
+        ours = DarajaAccessToken.objects.filter(pk=row.pk, fetch_lease=lease)
         try:
             token, lifetime = self._fetch_token()
+            ours.update(
+                token=token,
+                expires_at=timezone.now() + timedelta(seconds=lifetime),
+                fetching_until=None,
+                fetch_lease=None,
+            )
         except BaseException:
-            DarajaAccessToken.objects.filter(pk=row.pk).update(fetching_until=None)
+            ours.update(fetching_until=None, fetch_lease=None)
             raise
-        DarajaAccessToken.objects.filter(pk=row.pk).update(
-            token=token, expires_at=timezone.now() + timedelta(seconds=lifetime), fetching_until=None
-        )
         return token
 
     def _usable(self, row: DarajaAccessToken, stale: str | None) -> bool:
@@ -325,22 +360,32 @@ class DarajaClient:
 
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         if not call_slots.take():
+            logger.warning("Daraja call to %s refused: this process already waits on all it may", path)
             raise DarajaError(
                 BUSY,
                 "Safaricom is slow to answer and this server is already waiting on it for as many "
                 "requests as it allows; nothing was sent. Try again in a moment.",
+                request_sent=False,
             )
         try:
-            token = self.access_token()
+            token = self._call_token()
             headers = {"Authorization": f"Bearer {token}"}
             response = self._http("POST", path, json=payload, headers=headers)
             if _is_invalid_token(response):
-                token = self.access_token(stale=token)
+                token = self._call_token(stale=token)
                 headers = {"Authorization": f"Bearer {token}"}
                 response = self._http("POST", path, json=payload, headers=headers)
             return self._result(response)
         finally:
             call_slots.give_back()
+
+    def _call_token(self, *, stale: str | None = None) -> str:
+        """The token for a call: without one, the call itself was never sent."""
+        try:
+            return self.access_token(stale=stale)
+        except DarajaError as exc:
+            exc.request_sent = False
+            raise
 
     @staticmethod
     def _accepted(body: dict[str, Any]) -> dict[str, Any]:
@@ -353,11 +398,17 @@ class DarajaClient:
         assert self.session is not None
         try:
             return self.session.request(method, f"{self.api_base}{path}", timeout=self.timeout, **kwargs)
+        except requests.ConnectTimeout as exc:  # a Timeout too, but nothing was sent
+            unreachable = f"Could not reach Safaricom within {self.timeout:g} s ({path})."
+            raise DarajaError("network", unreachable, request_sent=False) from exc
         except requests.Timeout as exc:
             late = f"Safaricom did not answer within {self.timeout:g} s ({path})."
             raise DarajaError("network", late) from exc
         except requests.RequestException as exc:
-            raise DarajaError("network", f"{method} {path} failed: {exc}") from exc
+            refused = isinstance(
+                getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError
+            )
+            raise DarajaError("network", f"{method} {path} failed: {exc}", request_sent=not refused) from exc
 
     @staticmethod
     def _result(response: requests.Response) -> dict[str, Any]:

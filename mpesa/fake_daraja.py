@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,6 +79,7 @@ class FakeDarajaState:
     callback_delay: float = 0.2
     # Seconds every API answer takes: a Safaricom that has slowed down or hangs.
     answer_delay: float = 0.0
+    requests_received: Counter[str] = field(default_factory=Counter)  # by path, answered or not
     token: str = ""
     passkey: str = SANDBOX_PASSKEY
     # After a paid prompt, also send the C2B confirmation of the same receipt (as a PayBill with
@@ -152,6 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet in tests; the management command prints what matters
 
     def do_GET(self) -> None:
+        self._arrived()
         time.sleep(self.state.answer_delay)
         parts = urlsplit(self.path)
         if parts.path != "/oauth/v1/generate":
@@ -169,6 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, {"access_token": token, "expires_in": "3599"})
 
     def do_POST(self) -> None:
+        self._arrived()
         time.sleep(self.state.answer_delay)
         if self.headers.get("Authorization") != f"Bearer {self.state.token}" or not self.state.token:
             return self._error(401, "404.001.03", "Invalid Access Token")
@@ -194,6 +198,10 @@ class _Handler(BaseHTTPRequestHandler):
             if path == f"/mpesa/c2b/{version}/simulate":
                 return self._simulate(body, version)
         return self._error(404, "404.003.01", "Resource not found")
+
+    def _arrived(self) -> None:
+        with self.state.lock:
+            self.state.requests_received[urlsplit(self.path).path] += 1
 
     def _register(self, body: dict[str, Any]) -> None:
         if body.get("ResponseType") not in {"Completed", "Cancelled"}:

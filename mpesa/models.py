@@ -265,6 +265,7 @@ class DarajaAccessToken(models.Model):
     fetching_until = models.DateTimeField(
         null=True, blank=True, help_text="A worker is asking Safaricom for a new token until then."
     )
+    fetch_lease = models.UUIDField(null=True, blank=True, help_text="Which worker's fetch that is.")
 
     class Meta:
         constraints = [

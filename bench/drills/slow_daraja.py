@@ -8,15 +8,16 @@ cashiers press at once, those waits hold threads; a gunicorn gthread worker whos
 waiting still accepts connections and queues them, so a confirmation landing there would wait longer
 than Safaricom waits, and Safaricom does not call again.
 
-The drill starts a fake Daraja that takes --answer-delay seconds over every answer, and one server
-with the production configuration. --cashiers signed-in cashiers each press "send prompt" on a sale
-of their own, again as soon as they get an answer, while confirmations arrive from 4 senders that
-wait --patience seconds for an answer, as Safaricom does.
+The drill starts a fake Daraja and one server with the production configuration, shares a token
+for the day, then makes the fake take --answer-delay seconds over every answer (with --token-hangs,
+the token is not fetched first, so the OAuth call hangs too). --cashiers signed-in cashiers each press
+"send prompt" on a sale of their own, again a second after every answer, while confirmations arrive
+from 4 senders that wait --patience seconds for an answer, as Safaricom does.
 
 Checked: every confirmation answered Success within the patience and booked exactly once, nothing in
-part, ledger_verify valid; every press answered (a refusal, never a hang past the Daraja timeout and
-a margin) and no prompt recorded as sent. Exits 1 on any violation. Uses its own database,
-`<DATABASE_URL's name>_drill_slow_daraja`.
+part, ledger_verify valid; prompts reached the fake Daraja; every press answered with a refusal and
+its reason, none after more than three Daraja timeouts; no prompt recorded as sent. Exits 1 on any
+violation. Uses its own database, `<DATABASE_URL's name>_drill_slow_daraja`.
 """
 
 from __future__ import annotations
@@ -78,12 +79,12 @@ def main() -> int:
         "--answer-delay", type=float, default=30.0, help="seconds the fake Daraja takes over every answer"
     )
     parser.add_argument("--daraja-timeout", type=float, default=10.0, help="MPESA_HTTP_TIMEOUT")
+    parser.add_argument("--token-hangs", action="store_true", help="no token shared before the slowdown")
     args = parser.parse_args()
 
     from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
 
     daraja = FakeDaraja().start()
-    daraja.state.answer_delay = args.answer_delay
     url = harness.shared_server_url()
     env = harness.drill_env(
         url,
@@ -98,6 +99,11 @@ def main() -> int:
     references = harness.prepare(env, customers=args.customers)
     bodies = harness.storm_bodies(args.confirmations, references)
     cookie, sales = _cashier_with_sales(args.cashiers)
+    if not args.token_hangs:
+        from mpesa.daraja import DarajaClient
+
+        DarajaClient.from_settings().access_token()  # the workers share it through the database
+    daraja.state.answer_delay = args.answer_delay
 
     server = harness.Server(env, workers=args.workers, threads=args.threads)
     try:
@@ -138,13 +144,18 @@ def main() -> int:
         violations.append(f"presses not refused with a reason: {dict(outcomes)}")
     if press_seconds and press_seconds[-1] > 3 * args.daraja_timeout:
         violations.append(f"a cashier waited {press_seconds[-1]:.0f} s for an answer")
+    prompts_asked = daraja.state.requests_received["/mpesa/stkpush/v1/processrequest"]
+    if not args.token_hangs and not prompts_asked:
+        violations.append("no prompt reached the fake Daraja: the drill tested nothing")
     sent = _prompts_recorded()
     if sent:
         violations.append(f"{sent} prompts recorded as sent, though Safaricom never answered")
     seconds = sorted(a.finished - a.started for a in answers)
     figures: dict[str, object] = {
         "server": f"gunicorn (deploy/gunicorn.conf.py), {args.workers} x {args.threads} threads",
-        "Daraja": f"fake, {args.answer_delay:.0f} s over every answer; our timeout {args.daraja_timeout:g} s",
+        "Daraja": f"fake, {args.answer_delay:g} s over every answer; our timeout {args.daraja_timeout:g} s; "
+        + ("no token shared before" if args.token_hangs else "a token shared before"),
+        "requests Daraja received": dict(daraja.state.requests_received),
         "cashiers pressing": f"{args.cashiers}, {len(presses)} presses",
         "press answers": dict(outcomes),
         "press answer time": f"median {statistics.median(press_seconds):.2f} s, max {press_seconds[-1]:.2f} s"

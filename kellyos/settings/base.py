@@ -206,17 +206,15 @@ LOGGING = {
 
 # Live updates: how long one event stream stays open before the browser reconnects (and resumes).
 EVENTS_STREAM_SECONDS = env.int("EVENTS_STREAM_SECONDS", default=300)
-# Streams one server process holds at once: each holds a thread, and the rest of the process's threads
-# must stay free for Safaricom, who does not call again. Default: half of gunicorn's threads.
-EVENTS_STREAMS_PER_PROCESS = env.int(
-    "EVENTS_STREAMS_PER_PROCESS", default=max(1, env.int("GUNICORN_THREADS", default=8) // 2)
-)
+# Threads per server process: deploy/gunicorn.conf.py's post_fork sets GUNICORN_THREADS to the real
+# number. What may hold one for seconds is limited below (kellyos.slots); `check --deploy` warns when
+# the limits leave fewer than a quarter of them for Safaricom, who does not call again.
+SERVER_THREADS = env.int("GUNICORN_THREADS", default=8)
+# Live-update streams one server process holds at once. Default: half of its threads.
+EVENTS_STREAMS_PER_PROCESS = env.int("EVENTS_STREAMS_PER_PROCESS", default=max(1, SERVER_THREADS // 2))
 # Calls to Daraja one server process waits on at once (a cashier's prompt, an accountant's refund or
-# status question); past it they are refused at once, so a slow Safaricom cannot take the threads its
-# callbacks need (kellyos.slots). Default: a quarter of gunicorn's threads.
-MPESA_CALLS_PER_PROCESS = env.int(
-    "MPESA_CALLS_PER_PROCESS", default=max(1, env.int("GUNICORN_THREADS", default=8) // 4)
-)
+# status question); past it they are refused at once, nothing sent. Default: a quarter of its threads.
+MPESA_CALLS_PER_PROCESS = env.int("MPESA_CALLS_PER_PROCESS", default=max(1, SERVER_THREADS // 4))
 # Bearer token the monitoring system sends to GET /metrics; without one, /metrics does not exist.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 

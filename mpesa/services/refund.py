@@ -97,7 +97,8 @@ def refund_request(*, receipt: MpesaReceipt, reason: str, by: User | None) -> Mp
         )
     except Exception as exc:
         # Without a clear refusal the request may still have reached Safaricom: unknown, not failed.
-        state = RefundState.TIMED_OUT if _may_have_arrived(exc) else RefundState.FAILED
+        may_have_arrived = not isinstance(exc, DarajaError) or exc.may_have_arrived
+        state = RefundState.TIMED_OUT if may_have_arrived else RefundState.FAILED
         code, message = (exc.code, exc.message) if isinstance(exc, DarajaError) else ("error", str(exc))
         MpesaRefund.objects.filter(pk=refund.pk).update(
             state=state, result_code=code[:20], result_desc=message[:300], settled_at=timezone.now()
@@ -114,18 +115,6 @@ def refund_request(*, receipt: MpesaReceipt, reason: str, by: User | None) -> Mp
     )
     refund.refresh_from_db()
     return refund
-
-
-def _may_have_arrived(exc: Exception) -> bool:
-    """Whether a failed request may still have reached Safaricom: anything but a clear refusal (a
-    4xx error, an error code in the answer, or our own configuration)."""
-    if not isinstance(exc, DarajaError):
-        return True
-    if exc.code == "network":
-        return True
-    status = exc.http_status or 0
-    # A server error, or a success status with a body we could not read.
-    return status >= 500 or (exc.code.startswith("HTTP") and 200 <= status < 400)
 
 
 def refund_result_process(*, log: WebhookLog) -> None:

@@ -23,7 +23,7 @@ from customers.phones import phone_normalize
 from kellyos.events import event_publish
 from kellyos.money import InvalidAmountError, to_kes
 from mpesa.callbacks import C2BPayment, MalformedCallbackError, receipt_number_parse, trans_time_parse
-from mpesa.daraja import DarajaClient, DarajaError
+from mpesa.daraja import BUSY, DarajaClient, DarajaError
 from mpesa.exceptions import MpesaError
 from mpesa.models import ReceiptSource, ReceiptStatus, StkPush, StkStatus, WebhookLog, WebhookStatus
 from mpesa.services.c2b import receipt_assign, receipt_book, webhook_log_close
@@ -100,6 +100,12 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             callback_url=callback_url,
         )
     except DarajaError as exc:
+        if exc.may_have_arrived:
+            # Its payment would still come as a C2B confirmation carrying the sale's reference.
+            raise StkError(
+                "Safaricom did not answer in time; the prompt may still reach the customer's phone, and "
+                "if they pay, this sale is paid. Wait a minute before sending another."
+            ) from exc
         raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
     return StkPush.objects.create(
         checkout_request_id=str(answer["CheckoutRequestID"]),
@@ -173,8 +179,11 @@ def stk_settle_unanswered(
                 checkout_request_id=push.checkout_request_id,
             )
         except DarajaError as exc:
-            if exc.code != STILL_PROCESSING:
-                logger.warning("STK query for %s failed: %s", push, exc)
+            if exc.code == STILL_PROCESSING:
+                continue
+            logger.warning("STK query for %s failed: %s", push, exc)
+            if exc.code in {BUSY, "network"}:
+                break  # Safaricom slow or out of reach: the rest wait for the next run, not a timeout each
             continue
         code = str(answer.get("ResultCode", ""))
         with transaction.atomic():

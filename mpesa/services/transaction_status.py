@@ -54,6 +54,13 @@ def transaction_status_request(*, receipt_number: str, by: User | None) -> Trans
             remarks=f"Status of {receipt_number}",
         )
     except DarajaError as exc:
+        if exc.may_have_arrived:
+            # Still asked: Safaricom's answer, if the question reached it, finds it by receipt number.
+            TransactionStatusQuery.objects.filter(pk=query.pk).update(result_desc=exc.message[:300])
+            raise TransactionStatusError(
+                "Safaricom did not answer the question; its answer will be recorded if it comes. "
+                "Asking again is safe."
+            ) from exc
         TransactionStatusQuery.objects.filter(pk=query.pk).update(
             state=StatusQueryState.REFUSED, result_code=exc.code, result_desc=exc.message[:300],
             answered_at=timezone.now(),

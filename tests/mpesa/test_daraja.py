@@ -72,6 +72,7 @@ def register(client, shortcode):
 def test_a_process_waits_on_safaricom_for_only_so_many_calls_and_refuses_the_rest_at_once(
     fake_daraja, settings
 ):
+    assert call_slots.taken == 0  # none left held by an earlier test
     settings.MPESA_CALLS_PER_PROCESS = 1
     client_for(fake_daraja).access_token()
     fake_daraja.state.answer_delay = 1.0  # Safaricom slows down
@@ -118,6 +119,31 @@ def test_one_request_fetches_the_token_while_the_others_wait_and_no_transaction_
     assert len(fetched) == 2 and fetched[0] == fetched[1] == fake_daraja.state.token  # one fetch, shared
     assert open_transactions == [0]
     assert DarajaAccessToken.objects.get().fetching_until is None
+
+
+def test_a_fetch_whose_lease_ran_out_leaves_the_row_to_the_worker_that_took_it_over(fake_daraja):
+    fake_daraja.state.answer_delay = 0.6
+    tokens = {}
+
+    def fetch(worker):
+        tokens[worker] = client_for(fake_daraja).access_token()
+        connection.close()
+
+    first = threading.Thread(target=fetch, args=("first",))
+    first.start()
+    assert wait_for(lambda: DarajaAccessToken.objects.filter(fetching_until__isnull=False).exists())
+    DarajaAccessToken.objects.update(fetching_until=timezone.now() - timedelta(seconds=1))  # ran out
+    fake_daraja.state.answer_delay = 1.2
+    second = threading.Thread(target=fetch, args=("second",))
+    second.start()
+    first.join()
+    row = DarajaAccessToken.objects.get()
+    # The first worker's token served its own call; it neither stored it nor ended the second's lease.
+    assert tokens["first"] and row.token == "" and row.fetching_until is not None
+    second.join()
+    row.refresh_from_db()
+    assert row.token == tokens["second"] != tokens["first"]
+    assert row.fetching_until is None and row.fetch_lease is None
 
 
 def test_a_request_waits_for_another_s_token_fetch_no_longer_than_a_call_may_take(fake_daraja):

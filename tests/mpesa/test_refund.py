@@ -318,10 +318,30 @@ def test_a_result_that_overtakes_the_acknowledgement_still_finds_its_refund(init
     assert ledger_verify()["is_valid"]
 
 
-def test_no_answer_from_safaricom_is_unknown_and_a_late_result_still_books(initiator_daraja):
+def test_a_reversal_that_never_went_out_is_failed_not_unknown(initiator_daraja, settings):
     invoice = InvoiceFactory(amount=Decimal("450.00"))
     receipt = paid(invoice.number, "450")
-    initiator_daraja.stop()  # the request may or may not have reached Safaricom
+    settings.MPESA_CALLS_PER_PROCESS = 0  # this process already waits on Safaricom for all it may
+    with pytest.raises(RefundError, match="nothing was sent"):
+        refund_request(receipt=receipt, reason="Paid twice", by=None)
+    initiator_daraja.stop()
+    settings.MPESA_CALLS_PER_PROCESS = 1
+    with pytest.raises(RefundError, match="did not take the reversal"):  # connection refused
+        refund_request(receipt=receipt, reason="Paid twice", by=None)
+    refunds = MpesaRefund.objects.order_by("pk")
+    assert [(r.state, r.result_code) for r in refunds] == [
+        (RefundState.FAILED, "busy"),
+        (RefundState.FAILED, "network"),
+    ]
+    assert account_balance(MPESA_CASH) == Decimal("450.00") and ledger_verify()["is_valid"]
+
+
+def test_no_answer_from_safaricom_is_unknown_and_a_late_result_still_books(
+    initiator_daraja, safaricom_hanging
+):
+    invoice = InvoiceFactory(amount=Decimal("450.00"))
+    receipt = paid(invoice.number, "450")
+    safaricom_hanging()  # the request may or may not have reached Safaricom
     with pytest.raises(RefundError, match="did not answer"):
         refund_request(receipt=receipt, reason="Paid twice", by=None)
     refund = MpesaRefund.objects.get()

@@ -13,7 +13,7 @@ from django.urls import reverse
 from ledger.selectors import ledger_verify
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
 from mpesa.models import MpesaReceipt, ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
-from mpesa.services.stk import StkError, stk_push_for_sale, stk_words
+from mpesa.services.stk import StkError, stk_push_for_sale, stk_settle_unanswered, stk_words
 from pos.models import SaleStatus
 from tests.factories import UserFactory
 from tests.mpesa import payloads
@@ -153,6 +153,36 @@ def test_a_cashier_is_told_at_once_when_the_server_waits_on_safaricom_for_all_it
     assert refused.status_code == 400
     assert "nothing was sent. Try again in a moment." in refused.json()["error"]
     assert not StkPush.objects.exists() and not daraja.state.pushes
+
+
+def test_a_prompt_safaricom_did_not_answer_may_still_be_paid_and_then_pays_the_sale(
+    daraja, safaricom_hanging
+):
+    sale = SaleFactory(total=Decimal("230.00"))
+    safaricom_hanging()
+    with pytest.raises(StkError, match="may still reach the customer's phone"):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    assert not StkPush.objects.exists()
+    # The customer paid the prompt after all: its C2B confirmation carries the sale's reference.
+    body = payloads.body(payloads.c2b(trans_id="TKLATE0001", amount="230", account=sale.reference))
+    answer = Client().post(
+        "/api/webhooks/c2b/test-webhook-token/confirmation", data=body, content_type="application/json"
+    )
+    assert answer.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    sale.refresh_from_db()
+    assert sale.status == SaleStatus.PAID and ledger_verify()["is_valid"]
+
+
+def test_settling_stops_asking_when_safaricom_does_not_answer(daraja, safaricom_hanging):
+    for n in range(3):
+        StkPush.objects.create(
+            checkout_request_id=f"ws_CO_{n}", sale=SaleFactory(total=Decimal("100.00")),
+            account_reference="x", phone="254712345670", amount=Decimal("100.00"),
+        )  # fmt: skip
+    connections_made = safaricom_hanging()
+    assert stk_settle_unanswered(older_than_seconds=0) == []
+    assert connections_made() == 1  # the other two wait for the next run, not a timeout each
+    assert StkPush.objects.filter(status=StkStatus.REQUESTED).count() == 3
 
 
 def test_a_second_prompt_is_refused_while_one_is_on_the_phone(daraja):

@@ -132,6 +132,31 @@ def test_a_queue_timeout_leaves_the_answer_unknown(initiator_daraja):
     assert query.result_log.kind == WebhookKind.STATUS_TIMEOUT
 
 
+def test_a_question_safaricom_did_not_answer_stays_asked_and_its_late_answer_is_recorded(
+    initiator_daraja, safaricom_hanging
+):
+    receipt = paid(initiator_daraja)
+    safaricom_hanging()
+    with pytest.raises(TransactionStatusError, match="its answer will be recorded if it comes"):
+        transaction_status_request(receipt_number=receipt.trans_id, by=None)
+    query = TransactionStatusQuery.objects.get()
+    assert query.state == StatusQueryState.REQUESTED and "did not answer within" in query.result_desc
+    late = {"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "ok",
+                       "OriginatorConversationID": "never-seen", "ConversationID": "AG_late",
+                       "TransactionID": "TKS0000001", "ResultParameters": {"ResultParameter": [
+                           {"Key": "ReceiptNo", "Value": receipt.trans_id},
+                           {"Key": "TransactionStatus", "Value": "Completed"},
+                           {"Key": "Amount", "Value": 800}]}}}  # fmt: skip
+    url = reverse("status-result", args=["test-webhook-token"])
+    assert Client().post(url, json.dumps(late), content_type="application/json").status_code == 200
+    query.refresh_from_db()
+    assert (query.state, query.transaction_status, query.amount) == (
+        StatusQueryState.ANSWERED,
+        "Completed",
+        receipt.amount,
+    )
+
+
 def test_bad_questions_and_refusals_are_explained(initiator_daraja, settings):
     with pytest.raises(TransactionStatusError, match="is not an M-Pesa receipt number"):
         transaction_status_request(receipt_number="TK-1; drop", by=None)
