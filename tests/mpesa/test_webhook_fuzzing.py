@@ -21,7 +21,14 @@ from tests.ledger.factories import chart_of_accounts_ensure
 from tests.pos.factories import SaleFactory
 
 TOKEN = "test-webhook-token"  # kellyos.settings.test
-FUZZ = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# print_blob: a failure prints the @reproduce_failure line that replays it (no example database here).
+FUZZ = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 json_values = st.recursive(
     st.none()
