@@ -67,31 +67,31 @@ def _parse(body: bytes) -> C2BPayment:
         raise MalformedCallbackError("The body is not a JSON object.")
     trans_id = receipt_number_parse(data.get("TransID"), name="TransID")
     try:
-        amount = to_kes(_text(data.get("TransAmount")))
+        amount = to_kes(callback_text(data.get("TransAmount")))
     except InvalidAmountError as exc:
         raise MalformedCallbackError(f"TransAmount is not an amount: {exc}") from exc
     if amount <= 0:
         raise MalformedCallbackError(f"TransAmount must be positive, not {amount}.")
     return C2BPayment(
         trans_id=trans_id,
-        trans_time=trans_time_parse(_text(data.get("TransTime"))),
+        trans_time=trans_time_parse(callback_text(data.get("TransTime"))),
         amount=amount,
-        business_short_code=_text(data.get("BusinessShortCode")),
-        bill_ref_number=_text(data.get("BillRefNumber"))[:100],
-        invoice_number=_text(data.get("InvoiceNumber"))[:100],
-        transaction_type=_text(data.get("TransactionType"))[:50],
+        business_short_code=callback_text(data.get("BusinessShortCode")),
+        bill_ref_number=callback_text(data.get("BillRefNumber"))[:100],
+        invoice_number=callback_text(data.get("InvoiceNumber"))[:100],
+        transaction_type=callback_text(data.get("TransactionType"))[:50],
         org_account_balance=_optional_amount(data.get("OrgAccountBalance")),
-        third_party_trans_id=_text(data.get("ThirdPartyTransID"))[:100],
-        msisdn=_text(data.get("MSISDN"))[:100],
-        first_name=_text(data.get("FirstName"))[:60],
-        middle_name=_text(data.get("MiddleName"))[:60],
-        last_name=_text(data.get("LastName"))[:60],
+        third_party_trans_id=callback_text(data.get("ThirdPartyTransID"))[:100],
+        msisdn=callback_text(data.get("MSISDN"))[:100],
+        first_name=callback_text(data.get("FirstName"))[:60],
+        middle_name=callback_text(data.get("MiddleName"))[:60],
+        last_name=callback_text(data.get("LastName"))[:60],
     )
 
 
 def receipt_number_parse(value: Any, *, name: str) -> str:
     """An M-Pesa receipt number (TransID, MpesaReceiptNumber) as every channel writes it, upper case."""
-    receipt_number = _text(value).upper()
+    receipt_number = callback_text(value).upper()
     if not receipt_number:
         raise MalformedCallbackError(f"There is no {name}.")
     if not _TRANS_ID.match(receipt_number):
@@ -99,7 +99,8 @@ def receipt_number_parse(value: Any, *, name: str) -> str:
     return receipt_number
 
 
-def _text(value: Any) -> str:
+def callback_text(value: Any) -> str:
+    """A text value of a callback as PostgreSQL can store it (no object, no NUL)."""
     if value is None or isinstance(value, bool | dict | list):
         return ""
     if isinstance(value, Decimal) and value == value.to_integral_value():
@@ -121,6 +122,6 @@ def trans_time_parse(text: str) -> datetime | None:
 
 def _optional_amount(value: Any) -> Decimal | None:
     try:
-        return to_kes(_text(value))
+        return to_kes(callback_text(value))
     except InvalidAmountError:
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +23,13 @@ from django.utils import timezone
 from customers.phones import phone_normalize
 from kellyos.events import event_publish
 from kellyos.money import InvalidAmountError, to_kes
-from mpesa.callbacks import C2BPayment, MalformedCallbackError, receipt_number_parse, trans_time_parse
+from mpesa.callbacks import (
+    C2BPayment,
+    MalformedCallbackError,
+    callback_text,
+    receipt_number_parse,
+    trans_time_parse,
+)
 from mpesa.daraja import BUSY, DarajaClient, DarajaError
 from mpesa.exceptions import MpesaError
 from mpesa.models import ReceiptSource, ReceiptStatus, StkPush, StkStatus, WebhookLog, WebhookStatus
@@ -42,6 +49,8 @@ CASHIER_WORDS = {
 }
 STILL_PROCESSING = "500.001.1001"
 UNKNOWN_PROMPT_ATTEMPTS = 5
+# Printable ASCII, no space, as wide as StkPush.checkout_request_id (ws_CO_191220191020363925).
+CHECKOUT_REQUEST_ID = re.compile(r"[!-~]{1,100}", re.ASCII)
 # A prompt is answered (or times out) within about a minute; until then no second one for the sale.
 PROMPT_OPEN_FOR = timedelta(seconds=90)
 
@@ -266,9 +275,9 @@ def _stk_callback_parse(body: bytes) -> tuple[str, str, str, dict[str, Any]]:
     try:
         data = json.loads(body, parse_float=Decimal)
         callback = data["Body"]["stkCallback"]
-        checkout_id = str(callback["CheckoutRequestID"]).strip()
-        code = str(callback["ResultCode"]).strip()[:20]  # the width of StkPush.result_code
-        description = str(callback.get("ResultDesc", ""))
+        checkout_id = callback_text(callback["CheckoutRequestID"])
+        code = callback_text(callback["ResultCode"])[:20]  # the width of StkPush.result_code
+        description = callback_text(callback.get("ResultDesc", ""))
         items = {
             str(item.get("Name")): item.get("Value")
             for item in (callback.get("CallbackMetadata") or {}).get("Item", [])
@@ -278,4 +287,7 @@ def _stk_callback_parse(body: bytes) -> tuple[str, str, str, dict[str, Any]]:
         raise MalformedCallbackError(f"Not an STK callback ({type(exc).__name__}).") from exc
     if not checkout_id:
         raise MalformedCallbackError("There is no CheckoutRequestID.")
+    if not CHECKOUT_REQUEST_ID.fullmatch(checkout_id):
+        # Found by the fuzzing test: a NUL in it failed the prompt's lookup, and every retry after.
+        raise MalformedCallbackError(f"CheckoutRequestID {checkout_id[:40]!r} is not one Safaricom issues.")
     return checkout_id, code, description, items

@@ -234,6 +234,45 @@ def test_a_confirmation_that_could_not_be_placed_is_given_to_the_prompts_sale(da
     assert ledger_verify()["is_valid"]
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("checkout_id", ["\u0000", "ws CO ODD", "ws_CO_" + "9" * 95, {"a": 1}])
+def test_a_callback_whose_checkout_request_id_safaricom_never_issues_is_rejected_not_retried(checkout_id):
+    # Found by the fuzzing test: a NUL failed the prompt's lookup, so the log stayed FAILED for ever.
+    callback = {"MerchantRequestID": "m", "CheckoutRequestID": checkout_id, "ResultCode": 1032,
+                "ResultDesc": "Request cancelled by user\u0000"}  # fmt: skip
+    answer = Client().post(
+        reverse("stk-callback", args=["test-webhook-token"]),
+        data=json.dumps({"Body": {"stkCallback": callback}}),
+        content_type="application/json",
+    )
+    assert answer.status_code == 200
+    log = WebhookLog.objects.get()
+    assert log.status == WebhookStatus.REJECTED and "CheckoutRequestID" in log.detail
+
+
+@pytest.mark.django_db
+def test_a_nul_in_the_result_description_is_dropped_not_a_failure():
+    sale = SaleFactory(total=Decimal("500.00"))
+    push = StkPush.objects.create(
+        checkout_request_id="ws_CO_NUL", sale=sale, account_reference=sale.reference,
+        phone="254708374149", amount=sale.total,
+    )  # fmt: skip
+    callback = {"MerchantRequestID": "m", "CheckoutRequestID": "ws_CO_NUL", "ResultCode": "1032\u0000",
+                "ResultDesc": "Request cancelled\u0000 by user"}  # fmt: skip
+    Client().post(
+        reverse("stk-callback", args=["test-webhook-token"]),
+        data=json.dumps({"Body": {"stkCallback": callback}}),
+        content_type="application/json",
+    )
+    push.refresh_from_db()
+    assert (push.status, push.result_code, push.result_desc) == (
+        StkStatus.FAILED,
+        "1032",
+        "Request cancelled by user",
+    )
+    assert WebhookLog.objects.get().status == WebhookStatus.PROCESSED
+
+
 def payloads_body(trans_id, amount, account):
     return payloads.body(payloads.c2b(trans_id=trans_id, amount=amount, account=account))
 
