@@ -76,7 +76,7 @@ def _parse(body: bytes) -> C2BPayment:
         trans_id=trans_id,
         trans_time=trans_time_parse(callback_text(data.get("TransTime"))),
         amount=amount,
-        business_short_code=callback_text(data.get("BusinessShortCode")),
+        business_short_code=callback_text(data.get("BusinessShortCode"))[:20],
         bill_ref_number=callback_text(data.get("BillRefNumber"))[:100],
         invoice_number=callback_text(data.get("InvoiceNumber"))[:100],
         transaction_type=callback_text(data.get("TransactionType"))[:50],
@@ -104,7 +104,10 @@ def callback_text(value: Any) -> str:
     if value is None or isinstance(value, bool | dict | list):
         return ""
     if isinstance(value, Decimal) and value == value.to_integral_value():
-        return str(value.quantize(Decimal(1)))  # 600966.0 is shortcode 600966
+        try:
+            return str(value.quantize(Decimal(1)))  # 600966.0 is shortcode 600966
+        except ArithmeticError:  # 1E+28 has more digits than a Decimal carries: kept as written
+            return str(value)
     # PostgreSQL text cannot hold NUL; a name or account number never needs one.
     return str(value).replace("\x00", "").strip()
 

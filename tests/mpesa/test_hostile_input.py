@@ -66,6 +66,17 @@ def test_nul_characters_and_bytes_that_are_not_utf8_still_book_the_payment():
     assert "\x00" not in WebhookLog.objects.get().body
 
 
+@pytest.mark.parametrize("shortcode", ["1.686748961841745e-266", "1e+28", "123456789012345678901234"])
+def test_a_shortcode_that_is_no_shortcode_books_the_money_to_suspense(shortcode):
+    # Found by the fuzzing test: 1.68e-266 became text too long for the column; the log stayed FAILED.
+    payload = payloads.c2b(trans_id="TKSHORT001", amount="10", account="CUST-0001")
+    body = json.dumps(payload).replace('"BusinessShortCode": "600000"', f'"BusinessShortCode": {shortcode}')
+    assert raw("confirmation", body.encode()).json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    receipt = MpesaReceipt.objects.get()
+    assert receipt.status == "UNALLOCATED" and receipt.unallocated_reason == "WRONG_SHORTCODE"
+    assert WebhookLog.objects.get().status == WebhookStatus.PROCESSED
+
+
 def test_any_accept_header_gets_json():
     customer = CustomerFactory()
     payload = payloads.c2b(trans_id="TKACCEPT01", amount="10", account=customer.code)

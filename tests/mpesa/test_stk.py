@@ -251,6 +251,28 @@ def test_a_callback_whose_checkout_request_id_safaricom_never_issues_is_rejected
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("result_code", ["1e+28", "-1e+999", "0.0"])
+def test_a_result_code_of_any_size_is_read_not_a_500(result_code):
+    # Found by the fuzzing test: 1e+28 could not be written as a whole number, and the callback got a 500.
+    sale = SaleFactory(total=Decimal("500.00"))
+    push = StkPush.objects.create(
+        checkout_request_id="ws_CO_BIG", sale=sale, account_reference=sale.reference,
+        phone="254708374149", amount=sale.total,
+    )  # fmt: skip
+    body = (
+        '{"Body": {"stkCallback": {"MerchantRequestID": "m", "CheckoutRequestID": "ws_CO_BIG", '
+        f'"ResultCode": {result_code}, "ResultDesc": "odd"}}}}}}'
+    )
+    answer = Client().post(
+        reverse("stk-callback", args=["test-webhook-token"]), data=body, content_type="application/json"
+    )
+    assert answer.status_code == 200
+    assert WebhookLog.objects.get().status in (WebhookStatus.PROCESSED, WebhookStatus.REJECTED)
+    push.refresh_from_db()
+    assert not MpesaReceipt.objects.exists()
+
+
+@pytest.mark.django_db
 def test_a_nul_in_the_result_description_is_dropped_not_a_failure():
     sale = SaleFactory(total=Decimal("500.00"))
     push = StkPush.objects.create(

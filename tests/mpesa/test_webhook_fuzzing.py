@@ -4,6 +4,7 @@ either the payment is booked whole (one receipt, its ledger entry, balanced book
 written but the raw webhook log row."""
 
 import json
+import os
 from decimal import Decimal
 
 import pytest
@@ -22,8 +23,9 @@ from tests.pos.factories import SaleFactory
 
 TOKEN = "test-webhook-token"  # kellyos.settings.test
 # print_blob: a failure prints the @reproduce_failure line that replays it (no example database here).
+# FUZZ_EXAMPLES=1000 for a deeper run than the suite's.
 FUZZ = settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "30")),
     deadline=None,
     database=None,
     print_blob=True,
