@@ -283,6 +283,9 @@ class StkStatus(models.TextChoices):
     PAID = "PAID", "Paid"
     FAILED = "FAILED", "Not paid"
     NEEDS_REVIEW = "NEEDS_REVIEW", "Unclear: needs review"
+    # Safaricom did not answer the request, which may still have reached it: the prompt may still
+    # appear on the phone, so the sale gets no second one for a while.
+    UNANSWERED = "UNANSWERED", "Safaricom did not answer: may still reach the phone"
 
 
 class StkPush(models.Model):

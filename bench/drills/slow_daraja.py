@@ -16,7 +16,8 @@ from 4 senders that wait --patience seconds for an answer, as Safaricom does.
 
 Checked: every confirmation answered Success within the patience and booked exactly once, nothing in
 part, ledger_verify valid; prompts reached the fake Daraja; every press answered with a refusal and
-its reason, none after more than three Daraja timeouts; no prompt recorded as sent. Exits 1 on any
+its reason, none after more than three Daraja timeouts; no prompt recorded as sent (one that went
+out unanswered is kept as UNANSWERED, and its sale gets no second prompt for 90 s). Exits 1 on any
 violation. Uses its own database, `<DATABASE_URL's name>_drill_slow_daraja`.
 """
 
@@ -147,9 +148,9 @@ def main() -> int:
     prompts_asked = daraja.state.requests_received["/mpesa/stkpush/v1/processrequest"]
     if not args.token_hangs and not prompts_asked:
         violations.append("no prompt reached the fake Daraja: the drill tested nothing")
-    sent = _prompts_recorded()
-    if sent:
-        violations.append(f"{sent} prompts recorded as sent, though Safaricom never answered")
+    prompts = _prompts_recorded()
+    if prompts.get("REQUESTED"):
+        violations.append(f"{prompts['REQUESTED']} prompts recorded as sent, though Safaricom never answered")
     seconds = sorted(a.finished - a.started for a in answers)
     figures: dict[str, object] = {
         "server": f"gunicorn (deploy/gunicorn.conf.py), {args.workers} x {args.threads} threads",
@@ -158,6 +159,7 @@ def main() -> int:
         "requests Daraja received": dict(daraja.state.requests_received),
         "cashiers pressing": f"{args.cashiers}, {len(presses)} presses",
         "press answers": dict(outcomes),
+        "prompts recorded": prompts,
         "press answer time": f"median {statistics.median(press_seconds):.2f} s, max {press_seconds[-1]:.2f} s"
         if press_seconds
         else "none answered",
@@ -191,10 +193,12 @@ def _cashier_with_sales(count: int) -> tuple[str, list[str]]:
     ]
 
 
-def _prompts_recorded() -> int:
+def _prompts_recorded() -> dict[str, int]:
+    from django.db.models import Count
+
     from mpesa.models import StkPush
 
-    return StkPush.objects.count()
+    return dict(StkPush.objects.values_list("status").annotate(n=Count("id")).order_by())
 
 
 if __name__ == "__main__":

@@ -209,7 +209,12 @@ def c2b_retry_failed(*, logs: Any = None, stuck_after: timedelta = STUCK_AFTER) 
             )
             if log is None:
                 continue  # another runner has it, or it was booked meanwhile
-            results.append(_book_logged(log))
+            try:
+                with transaction.atomic():
+                    results.append(_book_logged(log))
+            except Exception:
+                # One log that cannot be booked must not keep the others from their retry.
+                logger.exception("Retrying webhook log #%s failed; it stays for the next run", log_id)
     return results
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -67,6 +68,11 @@ def stk_words(push: StkPush) -> str:
         return "Prompt sent: the customer should enter their M-Pesa PIN."
     if push.status == StkStatus.PAID:
         return f"Paid: M-Pesa {push.mpesa_receipt_number}."
+    if push.status == StkStatus.UNANSWERED:
+        return (
+            "Safaricom did not answer: the prompt may still reach the customer's phone, and if they pay, "
+            "this sale is paid."
+        )
     return CASHIER_WORDS.get(
         push.result_code, f"Not completed ({push.result_desc or push.result_code}); ask the accountant."
     )
@@ -83,10 +89,14 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
         sale = Sale.objects.select_for_update().get(pk=sale.pk)
         if sale.status != SaleStatus.PENDING:
             raise StkError(f"Sale {sale.reference} is {sale.get_status_display().lower()}.")
-        if sale.stk_pushes.filter(
-            status=StkStatus.REQUESTED, result_code="", created_at__gt=timezone.now() - PROMPT_OPEN_FOR
-        ).exists():
+        recent = sale.stk_pushes.filter(created_at__gt=timezone.now() - PROMPT_OPEN_FOR)
+        if recent.filter(status=StkStatus.REQUESTED, result_code="").exists():
             raise StkError("A prompt is already on the customer's phone: wait for it, or Check with M-Pesa.")
+        if recent.filter(status=StkStatus.UNANSWERED).exists():
+            raise StkError(
+                "Safaricom did not answer the last prompt, which may still reach the customer's phone: wait "
+                f"{PROMPT_OPEN_FOR.seconds} s from it before sending another, or ask them to pay the PayBill."
+            )
     amount = sale.balance_due
     if amount != amount.to_integral_value():
         raise StkError(
@@ -110,10 +120,21 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
         )
     except DarajaError as exc:
         if exc.may_have_arrived:
-            # Its payment would still come as a C2B confirmation carrying the sale's reference.
+            # Kept, so that no second prompt goes to the phone meanwhile; its payment would still come
+            # as a C2B confirmation carrying the sale's reference. Safaricom's id for it is unknown.
+            StkPush.objects.create(
+                checkout_request_id=f"unanswered-{uuid.uuid4()}", sale=sale, account_reference=sale.reference,
+                phone=phone, amount=amount, requested_by=by, status=StkStatus.UNANSWERED,
+                result_code=exc.code[:20], result_desc=exc.message[:300], settled_at=timezone.now(),
+            )  # fmt: skip
+            heard = (
+                "did not answer in time"
+                if exc.code == "network"
+                else f"answered with an error ({exc.message})"
+            )
             raise StkError(
-                "Safaricom did not answer in time; the prompt may still reach the customer's phone, and "
-                "if they pay, this sale is paid. Wait a minute before sending another."
+                f"Safaricom {heard}; the prompt may still reach the customer's phone, and if they pay, "
+                f"this sale is paid. Wait {PROMPT_OPEN_FOR.seconds} s before sending another."
             ) from exc
         raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
     return StkPush.objects.create(
@@ -251,12 +272,12 @@ def _announce(push: StkPush) -> None:
 def _payment_from(push: StkPush, items: dict[str, Any]) -> C2BPayment:
     receipt_number = receipt_number_parse(items.get("MpesaReceiptNumber"), name="MpesaReceiptNumber")
     try:
-        amount = to_kes(str(items.get("Amount", push.amount)))
+        amount = to_kes(callback_text(items.get("Amount", push.amount)))
     except InvalidAmountError as exc:
         raise MalformedCallbackError(f"Amount {items.get('Amount')!r} is not an amount.") from exc
     return C2BPayment(
         trans_id=receipt_number,
-        trans_time=trans_time_parse(str(items.get("TransactionDate", ""))),
+        trans_time=trans_time_parse(callback_text(items.get("TransactionDate"))),
         amount=amount,
         business_short_code=settings.MPESA_SHORTCODE,
         bill_ref_number=push.account_reference,
@@ -264,7 +285,7 @@ def _payment_from(push: StkPush, items: dict[str, Any]) -> C2BPayment:
         transaction_type="M-Pesa Express",
         org_account_balance=None,
         third_party_trans_id="",
-        msisdn=str(items.get("PhoneNumber", push.phone)),
+        msisdn=callback_text(items.get("PhoneNumber"))[:100] or push.phone,
         first_name="",
         middle_name="",
         last_name="",
@@ -283,7 +304,7 @@ def _stk_callback_parse(body: bytes) -> tuple[str, str, str, dict[str, Any]]:
             for item in (callback.get("CallbackMetadata") or {}).get("Item", [])
             if isinstance(item, dict)
         }
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, ArithmeticError) as exc:
         raise MalformedCallbackError(f"Not an STK callback ({type(exc).__name__}).") from exc
     if not checkout_id:
         raise MalformedCallbackError("There is no CheckoutRequestID.")

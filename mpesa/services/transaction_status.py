@@ -55,11 +55,12 @@ def transaction_status_request(*, receipt_number: str, by: User | None) -> Trans
         )
     except DarajaError as exc:
         if exc.may_have_arrived:
-            # Still asked: Safaricom's answer, if the question reached it, finds it by receipt number.
+            # Still asked: an answer naming the receipt, if the question reached Safaricom, finds it.
             TransactionStatusQuery.objects.filter(pk=query.pk).update(result_desc=exc.message[:300])
+            heard = "did not answer" if exc.code == "network" else f"answered with an error ({exc.message})"
             raise TransactionStatusError(
-                "Safaricom did not answer the question; its answer will be recorded if it comes. "
-                "Asking again is safe."
+                f"Safaricom {heard}; the question may still have reached it, and an answer naming the "
+                "receipt will be recorded if it comes. Asking again is safe."
             ) from exc
         TransactionStatusQuery.objects.filter(pk=query.pk).update(
             state=StatusQueryState.REFUSED, result_code=exc.code, result_desc=exc.message[:300],
@@ -133,7 +134,7 @@ def _query_for(result: dict[str, Any], receipt_number: str) -> TransactionStatus
         query = (
             queries.filter(receipt_number=receipt_number, originator_conversation_id="",
                            state=StatusQueryState.REQUESTED)
-            .order_by("requested_at").first()
+            .order_by("-requested_at").first()  # the newest: older ones may have gone unanswered
         )  # fmt: skip
     return query
 

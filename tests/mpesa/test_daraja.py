@@ -131,7 +131,7 @@ def test_a_fetch_whose_lease_ran_out_leaves_the_row_to_the_worker_that_took_it_o
 
     first = threading.Thread(target=fetch, args=("first",))
     first.start()
-    assert wait_for(lambda: DarajaAccessToken.objects.filter(fetching_until__isnull=False).exists())
+    assert wait_for(lambda: fake_daraja.state.requests_received["/oauth/v1/generate"] == 1)
     DarajaAccessToken.objects.update(fetching_until=timezone.now() - timedelta(seconds=1))  # ran out
     fake_daraja.state.answer_delay = 1.2
     second = threading.Thread(target=fetch, args=("second",))

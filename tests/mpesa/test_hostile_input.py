@@ -141,6 +141,32 @@ def test_a_confirmation_abandoned_mid_booking_is_picked_up_by_the_retry():
     assert list(MpesaReceipt.objects.values_list("trans_id", flat=True)) == ["TKSTUCK001"]
 
 
+def test_a_log_the_retry_cannot_book_does_not_keep_the_others_from_theirs(monkeypatch):
+    customer = CustomerFactory()
+    for trans_id in ("TKSTUCK001", "TKSTUCK002"):
+        payload = payloads.c2b(trans_id=trans_id, amount="10", account=customer.code)
+        WebhookLog.objects.create(
+            kind="c2b_confirmation", source_ip="127.0.0.1", headers={}, body=json.dumps(payload),
+            status=WebhookStatus.FAILED, detail="OperationalError: the database went away",
+        )  # fmt: skip
+    first = WebhookLog.objects.order_by("pk").first()
+    from mpesa.services import c2b
+
+    book = c2b._book_logged
+
+    def broken_for_the_first(log):
+        if log.pk == first.pk:
+            raise RuntimeError("something no one foresaw")
+        return book(log)
+
+    monkeypatch.setattr(c2b, "_book_logged", broken_for_the_first)
+    booked = c2b_retry_failed()
+    assert [log.trans_id for log in booked] == ["TKSTUCK002"]
+    assert MpesaReceipt.objects.get().trans_id == "TKSTUCK002"
+    first.refresh_from_db()
+    assert first.status == WebhookStatus.FAILED  # left for the next run
+
+
 def test_a_second_retry_run_leaves_the_booking_log_as_it_was():
     customer = CustomerFactory()
     body = payloads.body(payloads.c2b(trans_id="TKTWICE001", amount="25", account=customer.code)).decode()

@@ -160,9 +160,12 @@ def test_a_prompt_safaricom_did_not_answer_may_still_be_paid_and_then_pays_the_s
 ):
     sale = SaleFactory(total=Decimal("230.00"))
     safaricom_hanging()
-    with pytest.raises(StkError, match="may still reach the customer's phone"):
+    with pytest.raises(StkError, match="did not answer in time; the prompt may still reach"):
         stk_push_for_sale(sale=sale, phone="0712345670", by=None)
-    assert not StkPush.objects.exists()
+    kept = StkPush.objects.get()
+    assert kept.status == StkStatus.UNANSWERED and "may still reach" in stk_words(kept)
+    with pytest.raises(StkError, match="did not answer the last prompt"):  # no second prompt meanwhile
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
     # The customer paid the prompt after all: its C2B confirmation carries the sale's reference.
     body = payloads.body(payloads.c2b(trans_id="TKLATE0001", amount="230", account=sale.reference))
     answer = Client().post(

@@ -137,7 +137,7 @@ def test_a_question_safaricom_did_not_answer_stays_asked_and_its_late_answer_is_
 ):
     receipt = paid(initiator_daraja)
     safaricom_hanging()
-    with pytest.raises(TransactionStatusError, match="its answer will be recorded if it comes"):
+    with pytest.raises(TransactionStatusError, match="will be recorded if it comes"):
         transaction_status_request(receipt_number=receipt.trans_id, by=None)
     query = TransactionStatusQuery.objects.get()
     assert query.state == StatusQueryState.REQUESTED and "did not answer within" in query.result_desc
