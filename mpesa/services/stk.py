@@ -70,8 +70,8 @@ def stk_words(push: StkPush) -> str:
         return f"Paid: M-Pesa {push.mpesa_receipt_number}."
     if push.status == StkStatus.UNANSWERED:
         return (
-            "Safaricom did not answer: the prompt may still reach the customer's phone, and if they pay, "
-            "this sale is paid."
+            "Safaricom did not answer: the prompt may still reach the customer's phone; if they pay, "
+            "the money is booked to this sale when M-Pesa reports it."
         )
     return CASHIER_WORDS.get(
         push.result_code, f"Not completed ({push.result_desc or push.result_code}); ask the accountant."
@@ -120,8 +120,10 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
         )
     except DarajaError as exc:
         if exc.may_have_arrived:
-            # Kept, so that no second prompt goes to the phone meanwhile; its payment would still come
-            # as a C2B confirmation carrying the sale's reference. Safaricom's id for it is unknown.
+            # Kept, so that no second prompt goes to the phone meanwhile. Safaricom's id for it is
+            # unknown, so its STK callback finds no prompt; its payment reaches the sale through what
+            # carries the sale's reference: the C2B confirmation (expected, not yet seen in production:
+            # ../shared/daraja.md §10) or the scheduled pull.
             StkPush.objects.create(
                 checkout_request_id=f"unanswered-{uuid.uuid4()}", sale=sale, account_reference=sale.reference,
                 phone=phone, amount=amount, requested_by=by, status=StkStatus.UNANSWERED,
@@ -134,7 +136,8 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             )
             raise StkError(
                 f"Safaricom {heard}; the prompt may still reach the customer's phone, and if they pay, "
-                f"this sale is paid. Wait {PROMPT_OPEN_FOR.seconds} s before sending another."
+                "the money is booked to this sale when M-Pesa reports it. Wait "
+                f"{PROMPT_OPEN_FOR.seconds} s before sending another."
             ) from exc
         raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
     return StkPush.objects.create(
