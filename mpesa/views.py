@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_http_methods
 
 from mpesa.models import StkPush
-from mpesa.services.stk import StkError, stk_push_for_sale, stk_settle_unanswered, stk_words
+from mpesa.services.stk import StkError, stk_check_now, stk_push_for_sale, stk_words
 from pos.models import Sale
 from pos.selectors import sale_get_by_reference
 
@@ -46,12 +46,12 @@ def sale_prompt(request: HttpRequest, reference: str) -> JsonResponse:
     POST check=1: ask Safaricom now about an unanswered prompt."""
     sale = _sale_for(request, reference)
     if request.method == "POST":
-        if request.POST.get("check"):
-            stk_settle_unanswered(older_than_seconds=0, pushes=sale.stk_pushes.all())
-        else:
-            assert isinstance(request.user, User)
-            try:
+        assert isinstance(request.user, User)
+        try:
+            if request.POST.get("check"):
+                stk_check_now(sale=sale)
+            else:
                 stk_push_for_sale(sale=sale, phone=request.POST.get("phone", ""), by=request.user)
-            except StkError as exc:
-                return JsonResponse({"error": str(exc), **_prompt_json(sale.stk_pushes.first())}, status=400)
+        except StkError as exc:
+            return JsonResponse({"error": str(exc), **_prompt_json(sale.stk_pushes.first())}, status=400)
     return JsonResponse(_prompt_json(sale.stk_pushes.order_by("-created_at", "-id").first()))

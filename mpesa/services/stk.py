@@ -189,22 +189,31 @@ def stk_callback_process(*, log: WebhookLog) -> None:
         webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000])
 
 
-def stk_settle_unanswered(
-    *, older_than_seconds: int = 60, pushes: QuerySet[StkPush] | None = None
-) -> list[StkPush]:
-    """Ask Safaricom about prompts that got no callback. Paid ones are booked when their receipt
-    arrives (C2B confirmation or pull); failures are settled here."""
+def stk_settle_unanswered(*, older_than_seconds: int = 60) -> list[StkPush]:
+    """Ask Safaricom about prompts that got no callback (the scheduled `mpesa_stk_settle`). Paid ones
+    are booked when their receipt arrives (C2B confirmation or pull); failures are settled here."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    candidates = (
-        pushes
-        if pushes is not None
-        else StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff).exclude(
-            result_code="0"
-        )
+    unanswered = StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff).exclude(
+        result_code="0"
     )
+    settled, _ = _ask_safaricom_about(unanswered)
+    return settled
+
+
+def stk_check_now(*, sale: Sale) -> list[StkPush]:
+    """The cashier's "Check with M-Pesa": ask Safaricom now about the sale's unanswered prompts."""
+    settled, stopped_by = _ask_safaricom_about(sale.stk_pushes.all())
+    if stopped_by is not None:
+        raise StkError(f"Could not ask M-Pesa now: {stopped_by.message} The prompt is checked again later.")
+    return settled
+
+
+def _ask_safaricom_about(pushes: QuerySet[StkPush]) -> tuple[list[StkPush], DarajaError | None]:
+    """The prompts settled, and the error that stopped the asking, if Safaricom was slow or out of
+    reach: the rest then wait for the next run rather than a timeout each."""
     client = DarajaClient.from_settings()
-    settled = []
-    for push in candidates.filter(status=StkStatus.REQUESTED).order_by("pk"):
+    settled: list[StkPush] = []
+    for push in pushes.filter(status=StkStatus.REQUESTED).order_by("pk"):
         try:
             answer = client.stk_query(
                 shortcode=settings.MPESA_SHORTCODE,
@@ -216,7 +225,7 @@ def stk_settle_unanswered(
                 continue
             logger.warning("STK query for %s failed: %s", push, exc)
             if exc.code in {BUSY, "network"}:
-                break  # Safaricom slow or out of reach: the rest wait for the next run, not a timeout each
+                return settled, exc
             continue
         code = str(answer.get("ResultCode", ""))
         with transaction.atomic():
@@ -231,7 +240,7 @@ def stk_settle_unanswered(
                 continue
             _settle(locked, code=code, description=str(answer.get("ResultDesc", "")), items={}, log=None)
             settled.append(locked)
-    return settled
+    return settled, None
 
 
 def _settle(

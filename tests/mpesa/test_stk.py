@@ -14,7 +14,7 @@ from ledger.selectors import ledger_verify
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
 from mpesa.models import MpesaReceipt, ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
 from mpesa.services.stk import StkError, stk_push_for_sale, stk_settle_unanswered, stk_words
-from pos.models import SaleStatus
+from pos.models import Sale, SaleStatus
 from tests.factories import UserFactory
 from tests.mpesa import payloads
 from tests.pos.factories import SaleFactory
@@ -186,6 +186,16 @@ def test_settling_stops_asking_when_safaricom_does_not_answer(daraja, safaricom_
     assert stk_settle_unanswered(older_than_seconds=0) == []
     assert connections_made() == 1  # the other two wait for the next run, not a timeout each
     assert StkPush.objects.filter(status=StkStatus.REQUESTED).count() == 3
+    # The cashier's "Check with M-Pesa" says so rather than showing nothing new.
+    push = StkPush.objects.order_by("pk").first()
+    cashier = UserFactory()
+    cashier.groups.add(Group.objects.get(name="Cashier"))
+    Sale.objects.filter(pk=push.sale_id).update(cashier=cashier)
+    client = Client()
+    client.force_login(cashier)
+    checked = client.post(reverse("pos-sale-prompt", args=[push.sale.reference]), {"check": "1"})
+    assert checked.status_code == 400 and checked.json()["error"].startswith("Could not ask M-Pesa now:")
+    assert checked.json()["prompt"]["status"] == "REQUESTED"
 
 
 def test_a_second_prompt_is_refused_while_one_is_on_the_phone(daraja):
