@@ -376,6 +376,24 @@ def books_check(*, acknowledged: set[str], delivered: set[str], amounts: dict[st
     )
 
 
+def answered_in_time_check(
+    bodies: list[dict[str, str]], answers: list[Answer], *, patience: float
+) -> BooksCheck:
+    """The books after confirmations from senders that wait `patience` seconds, as Safaricom does:
+    every one booked exactly once, and answered Success within that time (Safaricom does not call
+    again)."""
+    delivered = {body["TransID"] for body in bodies}
+    acknowledged = {answer.trans_id for answer in answers if answer.acknowledged}
+    check = books_check(acknowledged=acknowledged, delivered=delivered, amounts=amounts_of(bodies))
+    unanswered = delivered - acknowledged
+    if unanswered:
+        check.violations.append(
+            f"{len(unanswered)} of {len(delivered)} confirmations not answered Success within "
+            f"{patience:.0f} s: Safaricom would not call again ({sorted(unanswered)[:5]}...)"
+        )
+    return check
+
+
 def logged_trans_ids() -> set[str]:
     """TransIDs whose raw confirmation is stored (the webhook log), whatever became of them."""
     from mpesa.models import WebhookKind, WebhookLog
