@@ -43,6 +43,8 @@ call_slots = ThreadSlots("MPESA_CALLS_PER_PROCESS")
 # Our own code for a call refused before anything was sent: this process already waits on
 # Safaricom for as many calls as it may, or on another request's token fetch for too long.
 BUSY = "busy"
+# Our own code for a request that got no answer (or never connected: see request_sent).
+NETWORK = "network"
 
 
 class DarajaError(MpesaError):
@@ -61,11 +63,18 @@ class DarajaError(MpesaError):
         sent or a clear refusal (a 4xx error, an error code in the answer, our own configuration)."""
         if not self.request_sent:
             return False
-        if self.code == "network":
+        if self.code == NETWORK:
             return True
         status = self.http_status or 0
         # A server error, or a success status with a body we could not read.
         return status >= 500 or (self.code.startswith("HTTP") and 200 <= status < 400)
+
+    @property
+    def what_safaricom_did(self) -> str:
+        """For a request that may have arrived: what the person who sent it is told happened."""
+        if self.code == NETWORK:
+            return "Safaricom did not answer in time"
+        return f"Safaricom answered with an error ({self.message})"
 
 
 @dataclass
@@ -400,15 +409,15 @@ class DarajaClient:
             return self.session.request(method, f"{self.api_base}{path}", timeout=self.timeout, **kwargs)
         except requests.ConnectTimeout as exc:  # a Timeout too, but nothing was sent
             unreachable = f"Could not reach Safaricom within {self.timeout:g} s ({path})."
-            raise DarajaError("network", unreachable, request_sent=False) from exc
+            raise DarajaError(NETWORK, unreachable, request_sent=False) from exc
         except requests.Timeout as exc:
             late = f"Safaricom did not answer within {self.timeout:g} s ({path})."
-            raise DarajaError("network", late) from exc
+            raise DarajaError(NETWORK, late) from exc
         except requests.RequestException as exc:
             refused = isinstance(
                 getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError
             )
-            raise DarajaError("network", f"{method} {path} failed: {exc}", request_sent=not refused) from exc
+            raise DarajaError(NETWORK, f"{method} {path} failed: {exc}", request_sent=not refused) from exc
 
     @staticmethod
     def _result(response: requests.Response) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from mpesa.callbacks import (
     receipt_number_parse,
     trans_time_parse,
 )
-from mpesa.daraja import BUSY, DarajaClient, DarajaError
+from mpesa.daraja import BUSY, NETWORK, DarajaClient, DarajaError
 from mpesa.exceptions import MpesaError
 from mpesa.models import ReceiptSource, ReceiptStatus, StkPush, StkStatus, WebhookLog, WebhookStatus
 from mpesa.services.c2b import receipt_assign, receipt_book, webhook_log_close
@@ -129,14 +129,9 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
                 phone=phone, amount=amount, requested_by=by, status=StkStatus.UNANSWERED,
                 result_code=exc.code[:20], result_desc=exc.message[:300], settled_at=timezone.now(),
             )  # fmt: skip
-            heard = (
-                "did not answer in time"
-                if exc.code == "network"
-                else f"answered with an error ({exc.message})"
-            )
             raise StkError(
-                f"Safaricom {heard}; the prompt may still reach the customer's phone, and if they pay, "
-                "the money is booked to this sale when M-Pesa reports it. Wait "
+                f"{exc.what_safaricom_did}; the prompt may still reach the customer's phone, and if they "
+                "pay, the money is booked to this sale when M-Pesa reports it. Wait "
                 f"{PROMPT_OPEN_FOR.seconds} s before sending another."
             ) from exc
         raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
@@ -224,7 +219,7 @@ def _ask_safaricom_about(pushes: QuerySet[StkPush]) -> tuple[list[StkPush], Dara
             if exc.code == STILL_PROCESSING:
                 continue
             logger.warning("STK query for %s failed: %s", push, exc)
-            if exc.code in {BUSY, "network"}:
+            if exc.code in {BUSY, NETWORK}:
                 return settled, exc
             continue
         code = str(answer.get("ResultCode", ""))

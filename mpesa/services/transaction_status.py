@@ -57,9 +57,8 @@ def transaction_status_request(*, receipt_number: str, by: User | None) -> Trans
         if exc.may_have_arrived:
             # Still asked: an answer naming the receipt, if the question reached Safaricom, finds it.
             TransactionStatusQuery.objects.filter(pk=query.pk).update(result_desc=exc.message[:300])
-            heard = "did not answer" if exc.code == "network" else f"answered with an error ({exc.message})"
             raise TransactionStatusError(
-                f"Safaricom {heard}; the question may still have reached it, and an answer naming the "
+                f"{exc.what_safaricom_did}; the question may still have reached it, and an answer naming the "
                 "receipt will be recorded if it comes. Asking again is safe."
             ) from exc
         TransactionStatusQuery.objects.filter(pk=query.pk).update(
