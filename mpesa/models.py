@@ -279,6 +279,9 @@ class DarajaAccessToken(models.Model):
 
 
 class StkStatus(models.TextChoices):
+    # Stored before the request goes to Safaricom, while the sale is locked: a second press for the
+    # same sale finds it and sends nothing, so the phone never gets two prompts for one sale.
+    SENDING = "SENDING", "Being sent to Safaricom"
     REQUESTED = "REQUESTED", "Prompt sent, waiting for the customer"
     PAID = "PAID", "Paid"
     FAILED = "FAILED", "Not paid"
@@ -289,7 +292,7 @@ class StkStatus(models.TextChoices):
 
 
 class StkPush(models.Model):
-    """One M-Pesa Express prompt sent to a customer's phone, stored as soon as Safaricom accepts it."""
+    """One M-Pesa Express prompt for a customer's phone, stored before it is sent."""
 
     checkout_request_id = models.CharField(max_length=100)
     merchant_request_id = models.CharField(max_length=100, blank=True)

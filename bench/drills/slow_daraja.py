@@ -142,6 +142,8 @@ def main() -> int:
     prompts = _prompts_recorded()
     if prompts.get("REQUESTED"):
         violations.append(f"{prompts['REQUESTED']} prompts recorded as sent, though Safaricom never answered")
+    if prompts.get("SENDING"):
+        violations.append(f"{prompts['SENDING']} prompts left as being sent after every press was answered")
     seconds = sorted(a.finished - a.started for a in answers)
     figures: dict[str, object] = {
         "server": f"gunicorn (deploy/gunicorn.conf.py), {args.workers} x {args.threads} threads",

@@ -62,6 +62,8 @@ class StkError(MpesaError):
 
 def stk_words(push: StkPush) -> str:
     """What a cashier should read about a prompt."""
+    if push.status == StkStatus.SENDING:
+        return "Sending the prompt to Safaricom."
     if push.status == StkStatus.REQUESTED and push.result_code == "0":
         return "Paid, says M-Pesa: waiting for its receipt to book the money."
     if push.status == StkStatus.REQUESTED:
@@ -79,17 +81,22 @@ def stk_words(push: StkPush) -> str:
 
 
 def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
-    """Prompt the customer's phone for the sale's balance. The push is stored the moment Safaricom
-    accepts it, before the cashier sees "sent"."""
+    """Prompt the customer's phone for the sale's balance. The prompt is stored, as being sent, before
+    Safaricom is asked, so two presses at once send one prompt; Safaricom's id is added when it
+    accepts the prompt, before the cashier sees "sent"."""
     try:
         phone = phone_normalize(phone)
     except ValueError as exc:
         raise StkError(str(exc)) from exc
+    if not settings.MPESA_CALLBACK_BASE_URL or not settings.MPESA_WEBHOOK_TOKEN:
+        raise StkError("MPESA_CALLBACK_BASE_URL and MPESA_WEBHOOK_TOKEN must be set to send prompts.")
     with transaction.atomic():
         sale = Sale.objects.select_for_update().get(pk=sale.pk)
         if sale.status != SaleStatus.PENDING:
             raise StkError(f"Sale {sale.reference} is {sale.get_status_display().lower()}.")
         recent = sale.stk_pushes.filter(created_at__gt=timezone.now() - PROMPT_OPEN_FOR)
+        if recent.filter(status=StkStatus.SENDING).exists():
+            raise StkError("A prompt for this sale is being sent now: wait for it.")
         if recent.filter(status=StkStatus.REQUESTED, result_code="").exists():
             raise StkError("A prompt is already on the customer's phone: wait for it, or Check with M-Pesa.")
         if recent.filter(status=StkStatus.UNANSWERED).exists():
@@ -97,14 +104,17 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
                 "Safaricom did not answer the last prompt, which may still reach the customer's phone: wait "
                 f"{PROMPT_OPEN_FOR.seconds} s from it before sending another, or ask them to pay the PayBill."
             )
-    amount = sale.balance_due
-    if amount != amount.to_integral_value():
-        raise StkError(
-            f"M-Pesa Express takes whole shillings; the balance is KSh {amount}. "
-            "Ask the customer to pay the PayBill."
-        )
-    if not settings.MPESA_CALLBACK_BASE_URL or not settings.MPESA_WEBHOOK_TOKEN:
-        raise StkError("MPESA_CALLBACK_BASE_URL and MPESA_WEBHOOK_TOKEN must be set to send prompts.")
+        amount = sale.balance_due
+        if amount != amount.to_integral_value():
+            raise StkError(
+                f"M-Pesa Express takes whole shillings; the balance is KSh {amount}. "
+                "Ask the customer to pay the PayBill."
+            )
+        # Safaricom's id for it is not known yet; the placeholder keeps the column unique.
+        push = StkPush.objects.create(
+            checkout_request_id=f"sending-{uuid.uuid4()}", sale=sale, account_reference=sale.reference,
+            phone=phone, amount=amount, requested_by=by, status=StkStatus.SENDING,
+        )  # fmt: skip
     callback_url = settings.MPESA_CALLBACK_BASE_URL.rstrip("/") + reverse(
         "stk-callback", args=[settings.MPESA_WEBHOOK_TOKEN]
     )
@@ -119,31 +129,26 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             callback_url=callback_url,
         )
     except DarajaError as exc:
-        if exc.may_have_arrived:
-            # Kept, so that no second prompt goes to the phone meanwhile. Safaricom's id for it is
-            # unknown, so its STK callback finds no prompt; its payment reaches the sale through what
-            # carries the sale's reference: the C2B confirmation (expected, not yet seen in production:
-            # ../shared/daraja.md §10) or the scheduled pull.
-            StkPush.objects.create(
-                checkout_request_id=f"unanswered-{uuid.uuid4()}", sale=sale, account_reference=sale.reference,
-                phone=phone, amount=amount, requested_by=by, status=StkStatus.UNANSWERED,
-                result_code=exc.code[:20], result_desc=exc.message[:300], settled_at=timezone.now(),
-            )  # fmt: skip
-            raise StkError(
-                f"{exc.what_safaricom_did}; the prompt may still reach the customer's phone, and if they "
-                "pay, the money is booked to this sale when M-Pesa reports it. Wait "
-                f"{PROMPT_OPEN_FOR.seconds} s before sending another."
-            ) from exc
-        raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
-    return StkPush.objects.create(
-        checkout_request_id=str(answer["CheckoutRequestID"]),
-        merchant_request_id=str(answer.get("MerchantRequestID", "")),
-        sale=sale,
-        account_reference=sale.reference,
-        phone=phone,
-        amount=amount,
-        requested_by=by,
-    )
+        if not exc.may_have_arrived:
+            push.delete()  # nothing reached the phone: the cashier may press again at once
+            raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
+        # Kept, so that no second prompt goes to the phone meanwhile. Safaricom's id for it is
+        # unknown, so its STK callback finds no prompt; its payment reaches the sale through what
+        # carries the sale's reference: the C2B confirmation (expected, not yet seen in production:
+        # ../shared/daraja.md §10) or the scheduled pull.
+        push.status, push.settled_at = StkStatus.UNANSWERED, timezone.now()
+        push.result_code, push.result_desc = exc.code[:20], exc.message[:300]
+        push.save(update_fields=["status", "settled_at", "result_code", "result_desc"])
+        raise StkError(
+            f"{exc.what_safaricom_did}; the prompt may still reach the customer's phone, and if they "
+            "pay, the money is booked to this sale when M-Pesa reports it. Wait "
+            f"{PROMPT_OPEN_FOR.seconds} s before sending another."
+        ) from exc
+    push.checkout_request_id = str(answer["CheckoutRequestID"])
+    push.merchant_request_id = str(answer.get("MerchantRequestID", ""))
+    push.status = StkStatus.REQUESTED
+    push.save(update_fields=["checkout_request_id", "merchant_request_id", "status"])
+    return push
 
 
 def stk_callback_process(*, log: WebhookLog) -> None:
@@ -187,7 +192,15 @@ def stk_callback_process(*, log: WebhookLog) -> None:
 def stk_settle_unanswered(*, older_than_seconds: int = 60) -> list[StkPush]:
     """Ask Safaricom about prompts that got no callback (the scheduled `mpesa_stk_settle`). Paid ones
     are booked when their receipt arrives (C2B confirmation or pull); failures are settled here."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    now = timezone.now()
+    # A server stopped while it waited for Safaricom's answer leaves its prompt as being sent; whether
+    # that prompt reached the phone is as unknown as when Safaricom does not answer.
+    StkPush.objects.filter(status=StkStatus.SENDING, created_at__lt=now - PROMPT_OPEN_FOR).update(
+        status=StkStatus.UNANSWERED,
+        settled_at=now,
+        result_desc="The server stopped before Safaricom answered.",
+    )
+    cutoff = now - timedelta(seconds=older_than_seconds)
     unanswered = StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff).exclude(
         result_code="0"
     )

@@ -1,14 +1,18 @@
 """M-Pesa Express end to end: our app on pytest-django's live server, the fake Daraja calling back."""
 
 import json
+import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from ledger.selectors import ledger_verify
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
@@ -174,6 +178,55 @@ def test_a_prompt_safaricom_did_not_answer_may_still_be_paid_and_then_pays_the_s
     assert answer.json() == {"ResultCode": 0, "ResultDesc": "Success"}
     sale.refresh_from_db()
     assert sale.status == SaleStatus.PAID and ledger_verify()["is_valid"]
+
+
+def test_two_presses_at_once_send_the_customer_one_prompt(daraja):
+    sale = SaleFactory(total=Decimal("230.00"))
+    daraja.state.answer_delay = 1.0  # the second press comes while the first waits on Safaricom
+    outcomes = []
+
+    def press():
+        try:
+            outcomes.append(stk_push_for_sale(sale=sale, phone="0712345670", by=None).status)
+        except StkError as exc:
+            outcomes.append(str(exc))
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=press)
+    first.start()
+    assert wait_for(lambda: StkPush.objects.filter(status=StkStatus.SENDING).exists())
+    assert stk_words(StkPush.objects.get()) == "Sending the prompt to Safaricom."
+    second = threading.Thread(target=press)
+    second.start()
+    first.join()
+    second.join()
+    assert sorted(outcomes) == ["A prompt for this sale is being sent now: wait for it.", StkStatus.REQUESTED]
+    assert len(daraja.state.pushes) == 1
+    push = StkPush.objects.get()
+    assert push.status == StkStatus.REQUESTED and push.checkout_request_id in daraja.state.pushes
+
+
+def test_a_prompt_left_sending_by_a_stopped_server_counts_as_unanswered(daraja):
+    sale = SaleFactory(total=Decimal("100.00"))
+    stopped, in_flight = (
+        StkPush.objects.create(
+            checkout_request_id=f"sending-{n}",
+            sale=sale,
+            account_reference=sale.reference,
+            phone="254712345670",
+            amount=Decimal("100.00"),
+            status=StkStatus.SENDING,
+        )
+        for n in range(2)
+    )
+    StkPush.objects.filter(pk=stopped.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    stk_settle_unanswered(older_than_seconds=0)
+    stopped.refresh_from_db()
+    in_flight.refresh_from_db()
+    assert stopped.status == StkStatus.UNANSWERED and "server stopped" in stopped.result_desc
+    assert in_flight.status == StkStatus.SENDING  # its server may still be waiting for the answer
+    assert not daraja.state.requests_received["/mpesa/stkpushquery/v1/query"]
 
 
 def test_settling_stops_asking_when_safaricom_does_not_answer(daraja, safaricom_hanging):
