@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -68,8 +69,14 @@ def event_stream_busy() -> str:
     return f"retry: {retry}\n: busy: this server holds all the live screens it takes\n\n"
 
 
-# The events of an `events_gathered` block, waiting for its end; None outside one.
-_gathered: ContextVar[list[tuple[str, dict[str, Any]]] | None] = ContextVar("gathered_events", default=None)
+@dataclass
+class _Gathered:
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    writes: list[tuple[str, list[Any]]] = field(default_factory=list)
+
+
+# What an `events_gathered` block is holding for its end; None outside one.
+_gathered: ContextVar[_Gathered | None] = ContextVar("gathered_events", default=None)
 
 
 def event_publish(*, kind: str, payload: dict[str, Any]) -> None:
@@ -81,45 +88,63 @@ def events_publish(*, events: list[tuple[str, dict[str, Any]]]) -> None:
     Inside an `events_gathered` block they wait for the block's end."""
     gathered = _gathered.get()
     if gathered is not None:
-        gathered.extend(events)
+        gathered.events.extend(events)
         return
-    _events_store(events)
+    _gathered_store(_Gathered(events=events))
+
+
+def write_with_events(sql: str, params: list[Any]) -> None:
+    """Run a data-modifying statement (INSERT or UPDATE, nothing returned) now, or, inside an
+    `events_gathered` block, in the statement that stores the block's events at its end. For the
+    writes that close a booking: its audit entry, its callback's outcome. It then runs as a WITH
+    clause beside the others: it sees none of their changes, and no two may change the same row."""
+    gathered = _gathered.get()
+    if gathered is None:
+        statement_cursor().execute(sql, params)
+    else:
+        gathered.writes.append((sql, params))
 
 
 @contextmanager
 def events_gathered() -> Iterator[None]:
-    """Publish every event of the block in one statement at its end, still inside the caller's
-    transaction: a booking announces its payment, invoices and customer from three services, and each
-    statement on that path costs more than the rows it writes. An exception drops them (the
-    transaction they describe is rolling back). Savepoints are not followed: code inside must not
-    carry on after catching the failure of an inner atomic block, or that block's events would still
-    go out. Inside another such block, the outer one publishes."""
+    """Publish every event of the block, and run every `write_with_events` of it, in one statement at
+    its end, still inside the caller's transaction: a booking announces its payment, invoices and
+    customer from three services, and each statement on that path costs more than the rows it
+    writes. An exception drops them (the transaction they belong to is rolling back). Savepoints are
+    not followed: code inside must not carry on after catching the failure of an inner atomic block,
+    or that block's events and writes would still go out. Inside another such block, the outer one
+    publishes."""
     if _gathered.get() is not None:
         yield
         return
-    events: list[tuple[str, dict[str, Any]]] = []
-    token = _gathered.set(events)
+    gathered = _Gathered()
+    token = _gathered.set(gathered)
     try:
         yield
     finally:
         _gathered.reset(token)
-    _events_store(events)
+    _gathered_store(gathered)
 
 
-def _events_store(events: list[tuple[str, dict[str, Any]]]) -> None:
-    if not events:
+def _gathered_store(gathered: _Gathered) -> None:
+    if not gathered.events and not gathered.writes:
         return
-    now = timezone.now()
-    rows = ", ".join(["(%s, %s::jsonb, %s)"] * len(events))
-    params: list[Any] = []
-    for kind, payload in events:
-        params += [kind, json.dumps(payload, cls=DjangoJSONEncoder), now]  # Decimals, datetimes as text
-    cursor = statement_cursor()
-    cursor.execute(
-        f"WITH stored AS (INSERT INTO {Event._meta.db_table} (kind, payload, created_at) VALUES {rows} "  # noqa: S608
-        "RETURNING id) SELECT pg_notify(%s, id::text) FROM stored",
-        [*params, CHANNEL],
-    )
+    clauses = [f"write{number} AS ({sql})" for number, (sql, _) in enumerate(gathered.writes)]
+    params: list[Any] = [param for _, write_params in gathered.writes for param in write_params]
+    if gathered.events:
+        now = timezone.now()
+        rows = ", ".join(["(%s, %s::jsonb, %s)"] * len(gathered.events))
+        for kind, payload in gathered.events:
+            params += [kind, json.dumps(payload, cls=DjangoJSONEncoder), now]  # Decimals, datetimes as text
+        clauses.append(
+            f"stored AS (INSERT INTO {Event._meta.db_table} (kind, payload, created_at) VALUES {rows} "  # noqa: S608
+            "RETURNING id)"
+        )
+        last = "SELECT pg_notify(%s, id::text) FROM stored"
+        params.append(CHANNEL)
+    else:
+        last = "SELECT 1"  # a WITH clause that changes rows runs to its end even when nothing reads it
+    statement_cursor().execute(f"WITH {', '.join(clauses)} {last}", params)
 
 
 def events_prune(*, older_than: timedelta, batch: int = 10_000) -> int:

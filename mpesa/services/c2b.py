@@ -27,7 +27,7 @@ from invoices.models import Payment
 from invoices.services import payment_reallocate
 from kellyos.audit import audit_record
 from kellyos.db import lock_conflict, row_first, row_insert, rows_fetch, statement_cursor
-from kellyos.events import event_publish, events_gathered
+from kellyos.events import event_publish, events_gathered, write_with_events
 from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
@@ -139,23 +139,30 @@ def _confirmation_book(*, log: WebhookLog, payment: C2BPayment) -> WebhookLog:
             with transaction.atomic():
                 # The log row first, as the retry path locks it (skipping locked ones): a retry run
                 # never takes a confirmation that is being booked now, and the two never deadlock.
+                # Then, in the same round trip, the receipt number's lock: the outer select runs on
+                # the row the locking subquery returns (PostgreSQL never merges such a subquery into
+                # the query around it), so the two locks are taken in that order.
                 cursor = statement_cursor()
-                cursor.execute("SELECT status FROM mpesa_webhooklog WHERE id = %s FOR UPDATE", [log.pk])
-                (current,) = cursor.fetchone()
+                cursor.execute(
+                    "SELECT log.status, pg_advisory_xact_lock(%s, hashtext(%s)) "
+                    "FROM (SELECT status FROM mpesa_webhooklog WHERE id = %s FOR UPDATE) AS log",
+                    [TRANS_ID_LOCK_SPACE, payment.trans_id, log.pk],
+                )
+                (current, _) = cursor.fetchone()
                 if current not in UNBOOKED:
                     log.refresh_from_db()  # another runner booked it while this one waited for the lock
                     return log
                 with events_gathered():
-                    status, detail, receipt = receipt_book(log=log, payment=payment)
-                now = timezone.now()
-                changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": now}
-                cursor = statement_cursor()
-                cursor.execute(
-                    "UPDATE mpesa_webhooklog SET trans_id = %s, attempts = attempts + 1, status = %s, "
-                    "detail = %s, receipt_id = %s, processed_at = %s, "
-                    "lock_conflict_retries = lock_conflict_retries + %s WHERE id = %s",
-                    [payment.trans_id, status, detail, receipt.pk, now, retries, log.pk],
-                )  # fmt: skip
+                    status, detail, receipt = receipt_book(log=log, payment=payment, number_locked=True)
+                    now = timezone.now()
+                    changes = {"status": status, "detail": detail, "receipt": receipt, "processed_at": now}
+                    # In the statement that stores the booking's events and audit entry.
+                    write_with_events(
+                        "UPDATE mpesa_webhooklog SET trans_id = %s, attempts = attempts + 1, status = %s, "
+                        "detail = %s, receipt_id = %s, processed_at = %s, "
+                        "lock_conflict_retries = lock_conflict_retries + %s WHERE id = %s",
+                        [payment.trans_id, status, detail, receipt.pk, now, retries, log.pk],
+                    )  # fmt: skip
             break
         except Exception as exc:  # anything at all: the raw log is safe, and the retry books it later
             if lock_conflict(exc) and attempt < BOOKING_ATTEMPTS:
@@ -392,12 +399,16 @@ def conflict_review(*, conflict: ReceiptConflict, note: str, by: User | None) ->
 
 
 def receipt_book(
-    *, log: WebhookLog, payment: C2BPayment, source: str = ReceiptSource.C2B
+    *, log: WebhookLog, payment: C2BPayment, source: str = ReceiptSource.C2B, number_locked: bool = False
 ) -> tuple[str, str, MpesaReceipt]:
     """Book an M-Pesa payment exactly once, whichever channel told us first (a C2B confirmation or an
-    STK Push callback carry the same receipt number). Runs inside the caller's transaction."""
-    cursor = statement_cursor()
-    cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [TRANS_ID_LOCK_SPACE, payment.trans_id])
+    STK Push callback carry the same receipt number). Runs inside the caller's transaction, which may
+    have taken the receipt number's lock already (`number_locked`), in a statement of its own."""
+    if not number_locked:
+        cursor = statement_cursor()
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [TRANS_ID_LOCK_SPACE, payment.trans_id]
+        )
     first = row_first(MpesaReceipt, "trans_id = %s", [payment.trans_id])
     if first is not None:
         differences = _differences(first, payment)

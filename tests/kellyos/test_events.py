@@ -15,9 +15,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from kellyos.audit import audit_record
 from kellyos.events import event_listener_connect as listener
 from kellyos.events import event_publish, events_gathered, events_prune, stream_slots
-from kellyos.models import Event
+from kellyos.models import AuditEntry, Event
+from mpesa.models import WebhookLog, WebhookStatus
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
 from tests.invoices.factories import InvoiceFactory
@@ -85,9 +87,40 @@ def test_a_confirmation_announces_its_payment_invoice_and_customer_in_one_statem
             data=payloads.body(payloads.c2b(trans_id="TKGATHER01", amount="150", account=invoice.number)),
             content_type="application/json",
         )
-    assert sum("INSERT INTO kellyos_event" in q["sql"] for q in statements.captured_queries) == 1
+    [closing] = [q["sql"] for q in statements.captured_queries if "INSERT INTO kellyos_event" in q["sql"]]
+    # The booking's audit entry and its callback's outcome go out in the same statement.
+    assert "INSERT INTO kellyos_auditentry" in closing and "UPDATE mpesa_webhooklog" in closing
     announced = Event.objects.filter(pk__gt=before)
     assert sorted(event.kind for event in announced) == ["customer", "invoice", "payment"]
+    log = WebhookLog.objects.get(trans_id="TKGATHER01")
+    assert log.status == WebhookStatus.PROCESSED and log.receipt.payment.allocated_amount == Decimal("150.00")
+    assert AuditEntry.objects.filter(action="payment.receive", subject="payment TKGATHER01").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_gathered_with_events_go_in_their_statement_or_not_at_all():
+    def audit(subject):
+        audit_record(action="test.gathered", subject=subject, summary="gathered")
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as statements, events_gathered():
+        audit("first")
+        event_publish(kind="payment", payload={"trans_id": "G3"})
+        audit("second")
+        assert not AuditEntry.objects.filter(action="test.gathered").exists()
+    assert sorted(AuditEntry.objects.filter(action="test.gathered").values_list("subject", flat=True)) == [
+        "first", "second"
+    ]  # fmt: skip
+    # The look inside the block, and the one statement at its end.
+    assert sum("kellyos_auditentry" in q["sql"] for q in statements.captured_queries) == 2
+    with transaction.atomic(), events_gathered():
+        audit("alone")  # no events: the writes still go out
+    assert AuditEntry.objects.filter(subject="alone").exists()
+    with pytest.raises(RuntimeError), transaction.atomic(), events_gathered():
+        audit("dropped")
+        raise RuntimeError("the booking failed")
+    assert not AuditEntry.objects.filter(subject="dropped").exists()
+    audit("at once")  # outside a block: written by its own statement
+    assert AuditEntry.objects.filter(subject="at once").exists()
 
 
 @pytest.mark.django_db(transaction=True)
