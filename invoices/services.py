@@ -170,6 +170,7 @@ def payment_receive(
     received_into: str = MPESA_CASH,
     by: User | None = None,
     target: PaymentTarget | None = None,
+    locked_customer: Customer | None = None,
 ) -> PaymentOutcome:
     """Book money received against the invoice or customer its reference names.
 
@@ -179,7 +180,8 @@ def payment_receive(
     / CR Customer Credit (excess). Once per (source, source_id): a repeat books nothing and returns the
     first payment. Raises UnknownPaymentReferenceError when the reference names nothing, so the caller
     can hold the money in suspense. `target`: what the reference names, when the caller has just
-    resolved it (payment_reference_resolve). Inside a caller's transaction it makes no savepoint (two
+    resolved it (payment_reference_resolve); `locked_customer`: its customer, when the caller holds
+    that row's lock in this transaction already. Inside a caller's transaction it makes no savepoint (two
     round trips on every M-Pesa payment): if it raises there, that transaction can only roll back.
     """
     try:
@@ -213,6 +215,7 @@ def payment_receive(
                 customer_id=target.customer_id,
                 invoice_id=target.invoice_id,
                 by=by,
+                locked_customer=locked_customer,
             )
     except IntegrityError as exc:
         # Another process booked the same receipt between our look and our insert; its booking stands.
@@ -410,8 +413,12 @@ def _payment_book(
     customer_id: int,
     invoice_id: int | None,
     by: User | None,
+    locked_customer: Customer | None,
 ) -> Payment:
-    customer = customer_get_for_update(customer_id)
+    if locked_customer is not None and locked_customer.pk == customer_id:
+        customer = locked_customer  # its lock is held in this transaction already: a round trip saved
+    else:
+        customer = customer_get_for_update(customer_id)
     open_invoices = _open_invoices_locked(customer)
     # The named invoice first, then the oldest; number order within a day is creation (pk) order.
     plan = sorted(open_invoices, key=lambda i: (i.pk != invoice_id, i.issue_date, i.pk))

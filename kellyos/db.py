@@ -4,7 +4,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, connection, models
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from psycopg.errors import DeadlockDetected, SerializationFailure
 
@@ -18,16 +18,18 @@ def statement_cursor() -> CursorWrapper:
     statement, and never close it. It is a Django cursor still: errors, execute wrappers and the
     broken-transaction guard work as for any other. A new one is opened when the connection is new
     or query logging was switched on or off."""
-    connection.close_if_health_check_failed()  # what connection.cursor() checks first, once a request
-    cursor: CursorWrapper | None = getattr(connection, "_kellyos_statement_cursor", None)
+    # `connection` is a proxy that looks this thread's connection up on every attribute: once here.
+    database = connections[DEFAULT_DB_ALIAS]
+    database.close_if_health_check_failed()  # what connection.cursor() checks first, once a request
+    cursor: CursorWrapper | None = getattr(database, "_kellyos_statement_cursor", None)
     if (
         cursor is None
         or cursor.cursor.closed
-        or cursor.cursor.connection is not connection.connection
-        or isinstance(cursor, CursorDebugWrapper) != connection.queries_logged
+        or cursor.cursor.connection is not database.connection
+        or isinstance(cursor, CursorDebugWrapper) != database.queries_logged
     ):
-        cursor = connection.cursor()
-        connection._kellyos_statement_cursor = cursor  # type: ignore[attr-defined]
+        cursor = database.cursor()
+        database._kellyos_statement_cursor = cursor  # type: ignore[attr-defined]
     return cursor
 
 

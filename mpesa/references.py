@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from customers.models import Customer
 from customers.selectors import customer_code_normalize, customer_id_by_code
 from invoices.models import Payment
 from invoices.selectors import PaymentTarget, invoice_number_normalize, invoice_payment_target
@@ -61,7 +62,11 @@ class ReferenceKind(Protocol):
         trans_id: str,
         received_into: str,
         payer_name: str,
-    ) -> Booking: ...
+        locked_customer: Customer | None = None,
+    ) -> Booking:
+        """`locked_customer`: the match's customer, when the caller already holds its row lock in
+        this transaction (it checked the payer's daily limit under it)."""
+        ...
 
 
 class _ReceivablesReference:
@@ -82,6 +87,7 @@ class _ReceivablesReference:
         trans_id: str,
         received_into: str,
         payer_name: str,
+        locked_customer: Customer | None = None,
     ) -> Booking:
         outcome = payment_receive(
             amount=amount,
@@ -91,6 +97,7 @@ class _ReceivablesReference:
             source_id=trans_id,
             received_into=received_into,
             target=match.payment_target,
+            locked_customer=locked_customer,
         )
         if outcome.differences:
             raise MpesaError(
@@ -146,6 +153,7 @@ class SaleReference:
         trans_id: str,
         received_into: str,
         payer_name: str,
+        locked_customer: Customer | None = None,
     ) -> Booking:
         assert match.sale is not None
         outcome = sale_payment_apply(

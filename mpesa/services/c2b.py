@@ -78,6 +78,7 @@ class Route:
     detail: str = ""
     suggested_customer: Customer | None = None
     booking: tuple[ReferenceKind, ReferenceMatch] | None = None
+    locked_customer: Customer | None = None  # the booking's customer, its row locked by the route
 
 
 def webhook_log_record(
@@ -460,6 +461,7 @@ def receipt_book(
             trans_id=payment.trans_id,
             received_into=MPESA_CASH,
             payer_name=payment.payer_name,
+            locked_customer=route.locked_customer,
         )
         receipt.payment = booking.payment
         receipt.sale_payment = booking.sale_payment
@@ -556,7 +558,7 @@ def _route(payment: C2BPayment, *, received_at: datetime) -> Route:
             f"KES {daily_limit} daily limit.",
             suggested_customer=customer,
         )
-    return Route(booking=found)
+    return Route(booking=found, locked_customer=customer)
 
 
 def _validation_answer(payment: C2BPayment) -> tuple[str, str]:

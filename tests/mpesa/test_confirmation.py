@@ -1,8 +1,11 @@
+import re
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from customers.selectors import customer_position
@@ -50,6 +53,20 @@ def test_a_payment_to_an_invoice_is_booked_and_acknowledged():
     assert (log.status, log.trans_id, log.receipt) == (WebhookStatus.PROCESSED, tid, receipt)
     assert log.source_ip == "127.0.0.1" and '"TransID"' in log.body
     assert ledger_verify()["is_valid"]
+
+
+def test_a_confirmation_locks_its_customer_once_and_takes_both_its_locks_in_one_round_trip():
+    invoice = InvoiceFactory(amount=D("700.00"))
+    with CaptureQueriesContext(connection) as statements:
+        confirm(payloads.c2b(trans_id="TKLOCKS001", amount="700", account=invoice.number))
+    sent = [q["sql"] for q in statements.captured_queries]
+    assert (
+        sum(bool(re.search(r"FROM customers_customer WHERE id = \S+ +FOR UPDATE", sql)) for sql in sent) == 1
+    )
+    [locks] = [sql for sql in sent if "pg_advisory_xact_lock" in sql]
+    assert "FOR UPDATE" in locks  # the log row's lock and the receipt number's, together
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID and ledger_verify()["is_valid"]
 
 
 def test_by_customer_code_with_an_overpayment_the_receipt_says_partly_allocated():
