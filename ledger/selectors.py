@@ -312,6 +312,15 @@ def period_lock_current() -> PeriodLock | None:
     return row_first(PeriodLock, "TRUE", [], tail="ORDER BY id DESC LIMIT 1")
 
 
+def period_lock_could_cover(moment: datetime) -> bool:
+    """Whether a closed period could reach `moment`, before reading the lock. Only days that have
+    ended can be closed (ledger.services.period_lock_set), so no lock reaches today: a payment made
+    today needs no look at it. (PostgreSQL refuses any entry dated inside a closed period whatever
+    this says.)"""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    return moment < datetime.combine(timezone.localdate(timezone=zone), time.min, tzinfo=zone)
+
+
 @dataclass(frozen=True)
 class PostingTerms:
     """What a posting is checked against: the current period lock and its accounts, by code."""

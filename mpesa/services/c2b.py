@@ -32,7 +32,7 @@ from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
 from ledger.models import CauseKind
-from ledger.selectors import period_lock_current
+from ledger.selectors import period_lock_could_cover, period_lock_current
 from ledger.services import JournalLineInput, journal_entry_post
 from mpesa.callbacks import NAIROBI, C2BPayment, MalformedCallbackError, c2b_payment_parse
 from mpesa.exceptions import ReceiptAssignmentError
@@ -516,10 +516,12 @@ def _booking_time(payment: C2BPayment, log: WebhookLog) -> datetime:
     """When the money moved: TransTime, unless it is missing or implausibly far from when the callback
     arrived (a bad clock must not back-date the books); then the arrival time."""
     arrived = log.received_at
-    lock = period_lock_current()
     believable = (
         payment.trans_time and arrived - TRANS_TIME_SLACK <= payment.trans_time <= arrived + CLOCK_TOLERANCE
     )
+    if payment.trans_time and believable and not period_lock_could_cover(payment.trans_time):
+        return payment.trans_time  # most payments: made today, where no closed period reaches
+    lock = period_lock_current()
     if payment.trans_time and believable and (lock is None or payment.trans_time >= lock.boundary):
         return payment.trans_time
     # Money must still be booked when its day has been closed: it lands in the open period.

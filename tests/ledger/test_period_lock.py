@@ -10,6 +10,7 @@ from django.utils import timezone
 from invoices.exceptions import InvoiceValidationError
 from ledger.exceptions import InvalidJournalEntryError, PeriodClosedError
 from ledger.models import JournalEntry, PeriodLock
+from ledger.selectors import period_lock_could_cover
 from ledger.services import journal_entry_reverse, period_lock_set
 from mpesa.models import MpesaReceipt
 from tests.customers.factories import CustomerFactory
@@ -92,3 +93,12 @@ def test_only_ended_days_can_be_closed_and_a_reason_is_needed(admin_client):
         reverse("admin:ledger_periodlock_add"), {"locked_through": days_ago(3).isoformat(), "reason": "Q3"}
     )
     assert PeriodLock.objects.get().set_by.username == "admin"
+
+
+def test_a_closed_period_can_reach_back_only_before_today():
+    today = datetime.combine(timezone.localdate(), datetime.min.time(), tzinfo=NAIROBI)
+    assert not period_lock_could_cover(today) and not period_lock_could_cover(timezone.now())
+    assert period_lock_could_cover(today - timedelta(microseconds=1))
+    # The latest lock allowed, yesterday's, ends where today starts.
+    period_lock_set(locked_through=days_ago(1), reason="yesterday closed", by=None)
+    assert PeriodLock.objects.get().boundary == today
