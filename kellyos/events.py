@@ -110,20 +110,23 @@ def events_gathered() -> Iterator[None]:
     """Publish every event of the block, and run every `write_with_events` of it, in one statement at
     its end, still inside the caller's transaction: a booking announces its payment, invoices and
     customer from three services, and each statement on that path costs more than the rows it
-    writes. An exception drops them (the transaction they belong to is rolling back). Savepoints are
-    not followed: code inside must not carry on after catching the failure of an inner atomic block,
-    or that block's events and writes would still go out. Inside another such block, the outer one
-    publishes."""
-    if _gathered.get() is not None:
-        yield
-        return
+    writes. An exception leaving the block drops what it gathered (the transaction, or savepoint,
+    they belong to is rolling back). Savepoints inside are not followed: code inside must not carry
+    on after catching the failure of an inner atomic block, or that block's events and writes would
+    still go out. Inside another such block, what the inner one gathered goes to the outer one when
+    it ends without an exception, and the outer one publishes."""
+    outer = _gathered.get()
     gathered = _Gathered()
     token = _gathered.set(gathered)
     try:
         yield
     finally:
         _gathered.reset(token)
-    _gathered_store(gathered)
+    if outer is None:
+        _gathered_store(gathered)
+    else:
+        outer.events.extend(gathered.events)
+        outer.writes.extend(gathered.writes)
 
 
 def _gathered_store(gathered: _Gathered) -> None:

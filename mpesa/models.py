@@ -311,6 +311,8 @@ class StkPush(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # When Safaricom took it, or we stopped waiting for its answer: the phone may show it from then.
+    sent_at = models.DateTimeField(null=True, blank=True)
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -324,7 +326,10 @@ class StkPush(models.Model):
         indexes = [
             models.Index(
                 fields=["created_at"], name="mpesa_stkpush_requested_idx", condition=Q(status="REQUESTED")
-            )
+            ),
+            models.Index(
+                fields=["created_at"], name="mpesa_stkpush_sending_idx", condition=Q(status="SENDING")
+            ),
         ]
 
     def __str__(self) -> str:

@@ -52,8 +52,12 @@ STILL_PROCESSING = "500.001.1001"
 UNKNOWN_PROMPT_ATTEMPTS = 5
 # Printable ASCII, no space, as wide as StkPush.checkout_request_id (ws_CO_191220191020363925).
 CHECKOUT_REQUEST_ID = re.compile(r"[!-~]{1,100}", re.ASCII)
-# A prompt is answered (or times out) within about a minute; until then no second one for the sale.
+# A prompt is answered (or times out) within about a minute of reaching Safaricom; until then no
+# second one for the sale.
 PROMPT_OPEN_FOR = timedelta(seconds=90)
+# A request to Safaricom ends within a few MPESA_HTTP_TIMEOUTs (token, connection, answer, one retry
+# with a new token): a prompt still being sent after this long was left by a server that stopped.
+SENDING_ABANDONED_AFTER = timedelta(minutes=5)
 
 
 class StkError(MpesaError):
@@ -90,13 +94,19 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
         raise StkError(str(exc)) from exc
     if not settings.MPESA_CALLBACK_BASE_URL or not settings.MPESA_WEBHOOK_TOKEN:
         raise StkError("MPESA_CALLBACK_BASE_URL and MPESA_WEBHOOK_TOKEN must be set to send prompts.")
+    client = DarajaClient.from_settings()
+    callback_url = settings.MPESA_CALLBACK_BASE_URL.rstrip("/") + reverse(
+        "stk-callback", args=[settings.MPESA_WEBHOOK_TOKEN]
+    )
+    now = timezone.now()
     with transaction.atomic():
         sale = Sale.objects.select_for_update().get(pk=sale.pk)
         if sale.status != SaleStatus.PENDING:
             raise StkError(f"Sale {sale.reference} is {sale.get_status_display().lower()}.")
-        recent = sale.stk_pushes.filter(created_at__gt=timezone.now() - PROMPT_OPEN_FOR)
-        if recent.filter(status=StkStatus.SENDING).exists():
+        prompts = sale.stk_pushes
+        if prompts.filter(status=StkStatus.SENDING, created_at__gt=now - SENDING_ABANDONED_AFTER).exists():
             raise StkError("A prompt for this sale is being sent now: wait for it.")
+        recent = prompts.filter(sent_at__gt=now - PROMPT_OPEN_FOR)
         if recent.filter(status=StkStatus.REQUESTED, result_code="").exists():
             raise StkError("A prompt is already on the customer's phone: wait for it, or Check with M-Pesa.")
         if recent.filter(status=StkStatus.UNANSWERED).exists():
@@ -115,11 +125,8 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             checkout_request_id=f"sending-{uuid.uuid4()}", sale=sale, account_reference=sale.reference,
             phone=phone, amount=amount, requested_by=by, status=StkStatus.SENDING,
         )  # fmt: skip
-    callback_url = settings.MPESA_CALLBACK_BASE_URL.rstrip("/") + reverse(
-        "stk-callback", args=[settings.MPESA_WEBHOOK_TOKEN]
-    )
     try:
-        answer = DarajaClient.from_settings().stk_push(
+        answer = client.stk_push(
             shortcode=settings.MPESA_SHORTCODE,
             passkey=settings.MPESA_PASSKEY,
             phone=phone,
@@ -128,27 +135,48 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             description=f"Sale {sale.reference}"[:13],
             callback_url=callback_url,
         )
+        checkout_request_id = str(answer["CheckoutRequestID"])
     except DarajaError as exc:
         if not exc.may_have_arrived:
-            push.delete()  # nothing reached the phone: the cashier may press again at once
+            # Nothing reached the phone: the cashier may press again at once.
+            StkPush.objects.filter(pk=push.pk, status=StkStatus.SENDING).delete()
             raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
-        # Kept, so that no second prompt goes to the phone meanwhile. Safaricom's id for it is
-        # unknown, so its STK callback finds no prompt; its payment reaches the sale through what
-        # carries the sale's reference: the C2B confirmation (expected, not yet seen in production:
-        # ../shared/daraja.md §10) or the scheduled pull.
-        push.status, push.settled_at = StkStatus.UNANSWERED, timezone.now()
-        push.result_code, push.result_desc = exc.code[:20], exc.message[:300]
-        push.save(update_fields=["status", "settled_at", "result_code", "result_desc"])
+        _unanswered(push, code=exc.code, description=exc.message)
         raise StkError(
             f"{exc.what_safaricom_did}; the prompt may still reach the customer's phone, and if they "
             "pay, the money is booked to this sale when M-Pesa reports it. Wait "
             f"{PROMPT_OPEN_FOR.seconds} s before sending another."
         ) from exc
-    push.checkout_request_id = str(answer["CheckoutRequestID"])
-    push.merchant_request_id = str(answer.get("MerchantRequestID", ""))
-    push.status = StkStatus.REQUESTED
-    push.save(update_fields=["checkout_request_id", "merchant_request_id", "status"])
+    except Exception as exc:  # the request may have gone out: keep the prompt, and the sale waits
+        _unanswered(push, code="error", description=f"{type(exc).__name__}: {exc}")
+        raise
+    # From UNANSWERED too: a settle run that gave it up as abandoned is contradicted by this answer.
+    StkPush.objects.filter(pk=push.pk, status__in=[StkStatus.SENDING, StkStatus.UNANSWERED]).update(
+        checkout_request_id=checkout_request_id,
+        merchant_request_id=str(answer.get("MerchantRequestID", "")),
+        status=StkStatus.REQUESTED,
+        sent_at=timezone.now(),
+        settled_at=None,
+        result_code="",
+        result_desc="",
+    )
+    push.refresh_from_db()
+    _announce(push)
     return push
+
+
+def _unanswered(push: StkPush, *, code: str, description: str) -> None:
+    """Keep a prompt Safaricom may have received without our knowing its id, so that no second one
+    goes to the phone meanwhile. Its STK callback finds no prompt; its payment reaches the sale
+    through what carries the sale's reference: the C2B confirmation (expected, not yet seen in
+    production: ../shared/daraja.md §10) or the scheduled pull."""
+    now = timezone.now()
+    StkPush.objects.filter(pk=push.pk, status=StkStatus.SENDING).update(
+        status=StkStatus.UNANSWERED, sent_at=now, settled_at=now, result_code=code[:20],
+        result_desc=description[:300],
+    )  # fmt: skip
+    push.refresh_from_db()
+    _announce(push)
 
 
 def stk_callback_process(*, log: WebhookLog) -> None:
@@ -195,11 +223,9 @@ def stk_settle_unanswered(*, older_than_seconds: int = 60) -> list[StkPush]:
     now = timezone.now()
     # A server stopped while it waited for Safaricom's answer leaves its prompt as being sent; whether
     # that prompt reached the phone is as unknown as when Safaricom does not answer.
-    StkPush.objects.filter(status=StkStatus.SENDING, created_at__lt=now - PROMPT_OPEN_FOR).update(
-        status=StkStatus.UNANSWERED,
-        settled_at=now,
-        result_desc="The server stopped before Safaricom answered.",
-    )
+    abandoned = StkPush.objects.filter(status=StkStatus.SENDING, created_at__lt=now - SENDING_ABANDONED_AFTER)
+    for push in abandoned:
+        _unanswered(push, code="stopped", description="The server stopped before Safaricom answered.")
     cutoff = now - timedelta(seconds=older_than_seconds)
     unanswered = StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff).exclude(
         result_code="0"

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ledger.selectors import ledger_verify
+from mpesa.daraja import DarajaClient
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
 from mpesa.models import MpesaReceipt, ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
 from mpesa.services.stk import StkError, stk_push_for_sale, stk_settle_unanswered, stk_words
@@ -182,10 +183,12 @@ def test_a_prompt_safaricom_did_not_answer_may_still_be_paid_and_then_pays_the_s
 
 def test_two_presses_at_once_send_the_customer_one_prompt(daraja):
     sale = SaleFactory(total=Decimal("230.00"))
-    daraja.state.answer_delay = 1.0  # the second press comes while the first waits on Safaricom
+    daraja.state.answer_delay = 0.5  # the later press comes while the first waits on Safaricom
+    both_ready = threading.Barrier(2)
     outcomes = []
 
     def press():
+        both_ready.wait()
         try:
             outcomes.append(stk_push_for_sale(sale=sale, phone="0712345670", by=None).status)
         except StkError as exc:
@@ -193,18 +196,57 @@ def test_two_presses_at_once_send_the_customer_one_prompt(daraja):
         finally:
             connection.close()
 
-    first = threading.Thread(target=press)
-    first.start()
-    assert wait_for(lambda: StkPush.objects.filter(status=StkStatus.SENDING).exists())
-    assert stk_words(StkPush.objects.get()) == "Sending the prompt to Safaricom."
-    second = threading.Thread(target=press)
-    second.start()
-    first.join()
-    second.join()
-    assert sorted(outcomes) == ["A prompt for this sale is being sent now: wait for it.", StkStatus.REQUESTED]
+    presses = [threading.Thread(target=press) for _ in range(2)]
+    for thread in presses:
+        thread.start()
+    for thread in presses:
+        thread.join()
+    assert StkStatus.REQUESTED in outcomes and len(outcomes) == 2
+    [refusal] = [outcome for outcome in outcomes if outcome != StkStatus.REQUESTED]
+    assert refusal.startswith(("A prompt for this sale is being sent now", "A prompt is already on"))
     assert len(daraja.state.pushes) == 1
     push = StkPush.objects.get()
     assert push.status == StkStatus.REQUESTED and push.checkout_request_id in daraja.state.pushes
+    assert push.sent_at >= push.created_at
+
+
+def test_a_prompt_being_sent_holds_the_sale_and_says_so(daraja):
+    sale = SaleFactory(total=Decimal("230.00"))
+    daraja.state.answer_delay = 1.0
+    first = threading.Thread(target=lambda: (stk_push_for_sale(sale=sale, phone="0712345670", by=None),
+                                             connection.close()))  # fmt: skip
+    first.start()
+    assert wait_for(lambda: StkPush.objects.filter(status=StkStatus.SENDING).exists())
+    assert stk_words(StkPush.objects.get()) == "Sending the prompt to Safaricom."
+    with pytest.raises(StkError, match="being sent now"):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    first.join()
+    assert len(daraja.state.pushes) == 1
+
+
+def test_the_wait_for_a_second_prompt_counts_from_when_safaricom_took_the_first(daraja):
+    sale = SaleFactory(total=Decimal("100.00"))
+    StkPush.objects.create(
+        checkout_request_id="ws_CO_slow", sale=sale, account_reference=sale.reference, phone="254712345670",
+        amount=Decimal("100.00"), sent_at=timezone.now() - timedelta(seconds=30),
+    )  # fmt: skip
+    # Pressed two minutes ago, taken by Safaricom 30 s ago (a slow answer): still on the phone.
+    StkPush.objects.update(created_at=timezone.now() - timedelta(minutes=2))
+    with pytest.raises(StkError, match="already on the customer's phone"):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    StkPush.objects.update(sent_at=timezone.now() - timedelta(seconds=91))
+    assert stk_push_for_sale(sale=sale, phone="0712345670", by=None).status == StkStatus.REQUESTED
+
+
+def test_a_prompt_whose_answer_could_not_be_read_is_kept_as_unanswered(daraja, monkeypatch):
+    sale = SaleFactory(total=Decimal("100.00"))
+    monkeypatch.setattr(DarajaClient, "stk_push", lambda self, **request: {"ResponseCode": "0"})
+    with pytest.raises(KeyError):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    kept = StkPush.objects.get()
+    assert kept.status == StkStatus.UNANSWERED and "KeyError" in kept.result_desc and kept.sent_at
+    with pytest.raises(StkError, match="did not answer the last prompt"):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
 
 
 def test_a_prompt_left_sending_by_a_stopped_server_counts_as_unanswered(daraja):
@@ -220,7 +262,7 @@ def test_a_prompt_left_sending_by_a_stopped_server_counts_as_unanswered(daraja):
         )
         for n in range(2)
     )
-    StkPush.objects.filter(pk=stopped.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    StkPush.objects.filter(pk=stopped.pk).update(created_at=timezone.now() - timedelta(minutes=6))
     stk_settle_unanswered(older_than_seconds=0)
     stopped.refresh_from_db()
     in_flight.refresh_from_db()
