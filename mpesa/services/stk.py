@@ -10,14 +10,14 @@ import json
 import logging
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -55,9 +55,6 @@ CHECKOUT_REQUEST_ID = re.compile(r"[!-~]{1,100}", re.ASCII)
 # A prompt is answered (or times out) within about a minute of reaching Safaricom; until then no
 # second one for the sale.
 PROMPT_OPEN_FOR = timedelta(seconds=90)
-# A request to Safaricom ends within a few MPESA_HTTP_TIMEOUTs (token, connection, answer, one retry
-# with a new token): a prompt still being sent after this long was left by a server that stopped.
-SENDING_ABANDONED_AFTER = timedelta(minutes=5)
 
 
 class StkError(MpesaError):
@@ -76,8 +73,8 @@ def stk_words(push: StkPush) -> str:
         return f"Paid: M-Pesa {push.mpesa_receipt_number}."
     if push.status == StkStatus.UNANSWERED:
         return (
-            "Safaricom did not answer: the prompt may still reach the customer's phone; if they pay, "
-            "the money is booked to this sale when M-Pesa reports it."
+            "No answer from Safaricom was recorded: the prompt may still reach the customer's phone; if "
+            "they pay, the money is booked to this sale when M-Pesa reports it."
         )
     return CASHIER_WORDS.get(
         push.result_code, f"Not completed ({push.result_desc or push.result_code}); ask the accountant."
@@ -103,17 +100,7 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
         sale = Sale.objects.select_for_update().get(pk=sale.pk)
         if sale.status != SaleStatus.PENDING:
             raise StkError(f"Sale {sale.reference} is {sale.get_status_display().lower()}.")
-        prompts = sale.stk_pushes
-        if prompts.filter(status=StkStatus.SENDING, created_at__gt=now - SENDING_ABANDONED_AFTER).exists():
-            raise StkError("A prompt for this sale is being sent now: wait for it.")
-        recent = prompts.filter(sent_at__gt=now - PROMPT_OPEN_FOR)
-        if recent.filter(status=StkStatus.REQUESTED, result_code="").exists():
-            raise StkError("A prompt is already on the customer's phone: wait for it, or Check with M-Pesa.")
-        if recent.filter(status=StkStatus.UNANSWERED).exists():
-            raise StkError(
-                "Safaricom did not answer the last prompt, which may still reach the customer's phone: wait "
-                f"{PROMPT_OPEN_FOR.seconds} s from it before sending another, or ask them to pay the PayBill."
-            )
+        _refuse_a_second_prompt(sale, now=now)
         amount = sale.balance_due
         if amount != amount.to_integral_value():
             raise StkError(
@@ -125,6 +112,7 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             checkout_request_id=f"sending-{uuid.uuid4()}", sale=sale, account_reference=sale.reference,
             phone=phone, amount=amount, requested_by=by, status=StkStatus.SENDING,
         )  # fmt: skip
+    _announce(push)
     try:
         answer = client.stk_push(
             shortcode=settings.MPESA_SHORTCODE,
@@ -135,11 +123,26 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             description=f"Sale {sale.reference}"[:13],
             callback_url=callback_url,
         )
-        checkout_request_id = str(answer["CheckoutRequestID"])
+        checkout_request_id = callback_text(answer.get("CheckoutRequestID"))
+        if not CHECKOUT_REQUEST_ID.fullmatch(checkout_request_id):
+            raise ValueError(
+                f"Safaricom's answer names no usable CheckoutRequestID ({checkout_request_id[:40]!r})"
+            )
+        # From UNANSWERED too: a settle run that gave it up as abandoned is contradicted by this answer.
+        StkPush.objects.filter(pk=push.pk, status__in=[StkStatus.SENDING, StkStatus.UNANSWERED]).update(
+            checkout_request_id=checkout_request_id,
+            merchant_request_id=callback_text(answer.get("MerchantRequestID"))[:100],
+            status=StkStatus.REQUESTED,
+            sent_at=timezone.now(),
+            settled_at=None,
+            result_code="",
+            result_desc="",
+        )
     except DarajaError as exc:
         if not exc.may_have_arrived:
             # Nothing reached the phone: the cashier may press again at once.
             StkPush.objects.filter(pk=push.pk, status=StkStatus.SENDING).delete()
+            _announce(push)
             raise StkError(f"Safaricom did not take the prompt: {exc.message or exc}") from exc
         _unanswered(push, code=exc.code, description=exc.message)
         raise StkError(
@@ -148,31 +151,57 @@ def stk_push_for_sale(*, sale: Sale, phone: str, by: User | None) -> StkPush:
             f"{PROMPT_OPEN_FOR.seconds} s before sending another."
         ) from exc
     except Exception as exc:  # the request may have gone out: keep the prompt, and the sale waits
+        logger.exception(
+            "The prompt for sale %s went out, but its answer could not be recorded", sale.reference
+        )
         _unanswered(push, code="error", description=f"{type(exc).__name__}: {exc}")
-        raise
-    # From UNANSWERED too: a settle run that gave it up as abandoned is contradicted by this answer.
-    StkPush.objects.filter(pk=push.pk, status__in=[StkStatus.SENDING, StkStatus.UNANSWERED]).update(
-        checkout_request_id=checkout_request_id,
-        merchant_request_id=str(answer.get("MerchantRequestID", "")),
-        status=StkStatus.REQUESTED,
-        sent_at=timezone.now(),
-        settled_at=None,
-        result_code="",
-        result_desc="",
-    )
+        raise StkError(
+            "Safaricom's answer to the prompt could not be recorded; the prompt may still reach the "
+            "customer's phone, and if they pay, the money is booked to this sale when M-Pesa reports it. "
+            f"Wait {PROMPT_OPEN_FOR.seconds} s before sending another."
+        ) from exc
     push.refresh_from_db()
     _announce(push)
     return push
 
 
-def _unanswered(push: StkPush, *, code: str, description: str) -> None:
+def _refuse_a_second_prompt(sale: Sale, *, now: datetime) -> None:
+    """Raise StkError while the sale's last prompt may still be paid from the customer's phone."""
+    prompts = sale.stk_pushes
+    if prompts.filter(status=StkStatus.SENDING, created_at__gt=now - sending_abandoned_after()).exists():
+        raise StkError("A prompt for this sale is being sent now: wait for it.")
+    if prompts.filter(status=StkStatus.REQUESTED, result_code="0").exists():
+        raise StkError(
+            "M-Pesa says the customer paid the last prompt: the money is booked to this sale when its "
+            "receipt arrives. Wait for it, or ask the accountant."
+        )
+    # Prompts stored by a server of the release before sent_at have none (during a rolling restart).
+    opened = now - PROMPT_OPEN_FOR
+    recent = prompts.filter(Q(sent_at__gt=opened) | Q(sent_at__isnull=True, created_at__gt=opened))
+    if recent.filter(status=StkStatus.REQUESTED, result_code="").exists():
+        raise StkError("A prompt is already on the customer's phone: wait for it, or Check with M-Pesa.")
+    if recent.filter(status=StkStatus.UNANSWERED).exists():
+        raise StkError(
+            "Safaricom did not answer the last prompt, which may still reach the customer's phone: wait "
+            f"{PROMPT_OPEN_FOR.seconds} s from it before sending another, or ask them to pay the PayBill."
+        )
+
+
+def sending_abandoned_after() -> timedelta:
+    """How long a prompt may be in the sending, after which its server must have stopped: a request to
+    Safaricom ends within about ten MPESA_HTTP_TIMEOUTs (waiting for another's token fetch, the
+    fetch, the request, and the same again after a token Safaricom calls invalid)."""
+    return max(timedelta(minutes=5), 12 * timedelta(seconds=settings.MPESA_HTTP_TIMEOUT))
+
+
+def _unanswered(push: StkPush, *, code: str, description: str, sent_at: datetime | None = None) -> None:
     """Keep a prompt Safaricom may have received without our knowing its id, so that no second one
     goes to the phone meanwhile. Its STK callback finds no prompt; its payment reaches the sale
     through what carries the sale's reference: the C2B confirmation (expected, not yet seen in
     production: ../shared/daraja.md §10) or the scheduled pull."""
     now = timezone.now()
     StkPush.objects.filter(pk=push.pk, status=StkStatus.SENDING).update(
-        status=StkStatus.UNANSWERED, sent_at=now, settled_at=now, result_code=code[:20],
+        status=StkStatus.UNANSWERED, sent_at=sent_at or now, settled_at=now, result_code=code[:20],
         result_desc=description[:300],
     )  # fmt: skip
     push.refresh_from_db()
@@ -223,9 +252,13 @@ def stk_settle_unanswered(*, older_than_seconds: int = 60) -> list[StkPush]:
     now = timezone.now()
     # A server stopped while it waited for Safaricom's answer leaves its prompt as being sent; whether
     # that prompt reached the phone is as unknown as when Safaricom does not answer.
-    abandoned = StkPush.objects.filter(status=StkStatus.SENDING, created_at__lt=now - SENDING_ABANDONED_AFTER)
-    for push in abandoned:
-        _unanswered(push, code="stopped", description="The server stopped before Safaricom answered.")
+    abandoned_after = sending_abandoned_after()
+    for push in StkPush.objects.filter(status=StkStatus.SENDING, created_at__lt=now - abandoned_after):
+        # If the request reached Safaricom, it did before its call must have ended.
+        _unanswered(
+            push, code="stopped", description="The server stopped before Safaricom answered.",
+            sent_at=push.created_at + abandoned_after,
+        )  # fmt: skip
     cutoff = now - timedelta(seconds=older_than_seconds)
     unanswered = StkPush.objects.filter(status=StkStatus.REQUESTED, created_at__lt=cutoff).exclude(
         result_code="0"

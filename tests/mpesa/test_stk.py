@@ -18,7 +18,13 @@ from ledger.selectors import ledger_verify
 from mpesa.daraja import DarajaClient
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
 from mpesa.models import MpesaReceipt, ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
-from mpesa.services.stk import StkError, stk_push_for_sale, stk_settle_unanswered, stk_words
+from mpesa.services.stk import (
+    StkError,
+    sending_abandoned_after,
+    stk_push_for_sale,
+    stk_settle_unanswered,
+    stk_words,
+)
 from pos.models import Sale, SaleStatus
 from tests.factories import UserFactory
 from tests.mpesa import payloads
@@ -238,14 +244,41 @@ def test_the_wait_for_a_second_prompt_counts_from_when_safaricom_took_the_first(
     assert stk_push_for_sale(sale=sale, phone="0712345670", by=None).status == StkStatus.REQUESTED
 
 
-def test_a_prompt_whose_answer_could_not_be_read_is_kept_as_unanswered(daraja, monkeypatch):
-    sale = SaleFactory(total=Decimal("100.00"))
+def test_a_prompt_whose_answer_could_not_be_recorded_is_kept_as_unanswered(daraja, monkeypatch):
+    cashier = UserFactory()
+    cashier.groups.add(Group.objects.get(name="Cashier"))
+    sale = SaleFactory(total=Decimal("100.00"), cashier=cashier)
     monkeypatch.setattr(DarajaClient, "stk_push", lambda self, **request: {"ResponseCode": "0"})
-    with pytest.raises(KeyError):
-        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    client = Client()
+    client.force_login(cashier)
+    url = reverse("pos-sale-prompt", args=[sale.reference])
+    answered = client.post(url, {"phone": "0712345670"})
+    assert answered.status_code == 400 and "could not be recorded" in answered.json()["error"]
     kept = StkPush.objects.get()
-    assert kept.status == StkStatus.UNANSWERED and "KeyError" in kept.result_desc and kept.sent_at
-    with pytest.raises(StkError, match="did not answer the last prompt"):
+    assert kept.status == StkStatus.UNANSWERED and "CheckoutRequestID" in kept.result_desc and kept.sent_at
+    assert answered.json()["prompt"]["status"] == StkStatus.UNANSWERED
+    again = client.post(url, {"phone": "0712345670"})
+    assert "did not answer the last prompt" in again.json()["error"]
+
+
+def test_no_second_prompt_once_m_pesa_says_the_first_was_paid(daraja):
+    sale = SaleFactory(total=Decimal("100.00"))
+    StkPush.objects.create(
+        checkout_request_id="ws_CO_paid", sale=sale, account_reference=sale.reference, phone="254712345670",
+        amount=Decimal("100.00"), result_code="0", sent_at=timezone.now() - timedelta(minutes=10),
+    )  # fmt: skip
+    with pytest.raises(StkError, match="M-Pesa says the customer paid the last prompt"):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    assert not daraja.state.pushes
+
+
+def test_a_prompt_stored_by_the_release_before_sent_at_still_holds_the_sale(daraja):
+    sale = SaleFactory(total=Decimal("100.00"))
+    StkPush.objects.create(
+        checkout_request_id="ws_CO_old", sale=sale, account_reference=sale.reference, phone="254712345670",
+        amount=Decimal("100.00"),
+    )  # fmt: skip
+    with pytest.raises(StkError, match="already on the customer's phone"):
         stk_push_for_sale(sale=sale, phone="0712345670", by=None)
 
 
@@ -262,11 +295,14 @@ def test_a_prompt_left_sending_by_a_stopped_server_counts_as_unanswered(daraja):
         )
         for n in range(2)
     )
-    StkPush.objects.filter(pk=stopped.pk).update(created_at=timezone.now() - timedelta(minutes=6))
+    pressed = timezone.now() - sending_abandoned_after() - timedelta(seconds=1)
+    StkPush.objects.filter(pk=stopped.pk).update(created_at=pressed)
     stk_settle_unanswered(older_than_seconds=0)
     stopped.refresh_from_db()
     in_flight.refresh_from_db()
     assert stopped.status == StkStatus.UNANSWERED and "server stopped" in stopped.result_desc
+    # It went to Safaricom, if at all, before its call would have ended: the 90 s count from there.
+    assert stopped.sent_at == pressed + sending_abandoned_after()
     assert in_flight.status == StkStatus.SENDING  # its server may still be waiting for the answer
     assert not daraja.state.requests_received["/mpesa/stkpushquery/v1/query"]
 
