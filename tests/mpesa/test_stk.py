@@ -54,6 +54,15 @@ def wait_for(condition, seconds=10.0):
     return False
 
 
+def cashier_signed_in():
+    """A cashier, and a client signed in as them (the till's waiting screen)."""
+    cashier = UserFactory()
+    cashier.groups.add(Group.objects.get(name="Cashier"))
+    client = Client()
+    client.force_login(cashier)
+    return cashier, client
+
+
 def settled(push):
     return wait_for(lambda: StkPush.objects.get(pk=push.pk).status != StkStatus.REQUESTED)
 
@@ -140,11 +149,8 @@ def test_repeated_unknown_and_odd_callbacks(daraja, live_server):
 
 
 def test_the_waiting_screen_sends_and_follows_the_prompt(daraja):
-    cashier = UserFactory()
-    cashier.groups.add(Group.objects.get(name="Cashier"))
+    cashier, client = cashier_signed_in()
     sale = SaleFactory(total=Decimal("230.00"), cashier=cashier)
-    client = Client()
-    client.force_login(cashier)
     url = reverse("pos-sale-prompt", args=[sale.reference])
     assert client.post(url, {"phone": "12345"}).status_code == 400
     sent = client.post(url, {"phone": "0712345670"}).json()
@@ -154,11 +160,8 @@ def test_the_waiting_screen_sends_and_follows_the_prompt(daraja):
 
 
 def test_a_cashier_is_told_at_once_when_the_server_waits_on_safaricom_for_all_it_may(daraja, settings):
-    cashier = UserFactory()
-    cashier.groups.add(Group.objects.get(name="Cashier"))
+    cashier, client = cashier_signed_in()
     sale = SaleFactory(total=Decimal("230.00"), cashier=cashier)
-    client = Client()
-    client.force_login(cashier)
     settings.MPESA_CALLS_PER_PROCESS = 0  # every one of this process's Daraja slots already waiting
     refused = client.post(reverse("pos-sale-prompt", args=[sale.reference]), {"phone": "0712345670"})
     assert refused.status_code == 400
@@ -245,12 +248,9 @@ def test_the_wait_for_a_second_prompt_counts_from_when_safaricom_took_the_first(
 
 
 def test_a_prompt_whose_answer_could_not_be_recorded_is_kept_as_unanswered(daraja, monkeypatch):
-    cashier = UserFactory()
-    cashier.groups.add(Group.objects.get(name="Cashier"))
+    cashier, client = cashier_signed_in()
     sale = SaleFactory(total=Decimal("100.00"), cashier=cashier)
     monkeypatch.setattr(DarajaClient, "stk_push", lambda self, **request: {"ResponseCode": "0"})
-    client = Client()
-    client.force_login(cashier)
     url = reverse("pos-sale-prompt", args=[sale.reference])
     answered = client.post(url, {"phone": "0712345670"})
     assert answered.status_code == 400 and "could not be recorded" in answered.json()["error"]
@@ -319,11 +319,8 @@ def test_settling_stops_asking_when_safaricom_does_not_answer(daraja, safaricom_
     assert StkPush.objects.filter(status=StkStatus.REQUESTED).count() == 3
     # The cashier's "Check with M-Pesa" says so rather than showing nothing new.
     push = StkPush.objects.order_by("pk").first()
-    cashier = UserFactory()
-    cashier.groups.add(Group.objects.get(name="Cashier"))
+    cashier, client = cashier_signed_in()
     Sale.objects.filter(pk=push.sale_id).update(cashier=cashier)
-    client = Client()
-    client.force_login(cashier)
     checked = client.post(reverse("pos-sale-prompt", args=[push.sale.reference]), {"check": "1"})
     assert checked.status_code == 400 and checked.json()["error"].startswith("Could not ask M-Pesa now:")
     assert checked.json()["prompt"]["status"] == "REQUESTED"
