@@ -248,6 +248,50 @@ def test_lines_added_after_an_early_check_are_still_checked_at_commit():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_late_line_with_a_lower_id_is_still_checked_at_commit():
+    # The lines' own check runs on an entry's highest line; a line given a lower id by hand after
+    # that check has run is caught by the entry's full check at commit.
+    with (
+        pytest.raises(IntegrityError, match="unbalanced"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET CONSTRAINTS ledger_journalline_balanced IMMEDIATE")
+        entry_id = raw_entry(cursor)
+        cursor.execute(
+            "INSERT INTO ledger_journalline (entry_id, account_id, debit, credit, posted_at)"
+            " VALUES (%s, %s, 100, 0, now()), (%s, %s, 0, 100, now())",
+            [entry_id, account_id(MPESA_CASH), entry_id, account_id(SALES_REVENUE)],
+        )
+        cursor.execute(
+            "INSERT INTO ledger_journalline (id, entry_id, account_id, debit, credit, posted_at)"
+            " VALUES (-1, %s, %s, 999, 0, now())",
+            [entry_id, account_id(MPESA_CASH)],
+        )
+    assert not JournalEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lines_added_to_an_entry_after_its_reversal_was_checked_are_refused_at_commit():
+    with (
+        pytest.raises(IntegrityError, match="does not exactly reverse"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        original_id = raw_entry(cursor)
+        raw_line(cursor, original_id, MPESA_CASH, debit="100.00")
+        raw_line(cursor, original_id, SALES_REVENUE, credit="100.00")
+        reversal_id = raw_entry(cursor, reverses_id=original_id, reason="undo")
+        raw_line(cursor, reversal_id, MPESA_CASH, credit="100.00")
+        raw_line(cursor, reversal_id, SALES_REVENUE, debit="100.00")
+        cursor.execute("SET CONSTRAINTS ledger_journalline_balanced IMMEDIATE")  # the lines' checks pass here
+        cursor.execute("SET CONSTRAINTS ledger_journalline_balanced DEFERRED")
+        raw_line(cursor, original_id, MPESA_CASH, debit="70.00")
+        raw_line(cursor, original_id, SALES_REVENUE, credit="70.00")
+    assert not JournalEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_temporary_tables_cannot_stand_in_for_the_ledger_inside_the_triggers():
     entry = PostedEntryFactory(amount=Decimal("100.00"))
     with (
