@@ -301,12 +301,13 @@ def customer_subledger_totals(
     trigger-kept balances, a row per customer and account, whatever the length of their history."""
     # One customer (every payment's live update) gets a statement of its own: with ANY over an array
     # of unknown length PostgreSQL never trusts the prepared plan and plans the read every time.
-    customers = "= %s" if len(customer_ids) == 1 else "= ANY(%s)"
+    ids = list(customer_ids)
+    customers = "= %s" if len(ids) == 1 else "= ANY(%s)"
     rows = rows_fetch(
         "SELECT balance.customer_id, account.code, balance.debit_total, balance.credit_total "  # noqa: S608
         "FROM ledger_customerbalance balance JOIN ledger_account account ON account.id = balance.account_id "
         f"WHERE balance.customer_id {customers} AND account.code = ANY(%s)",
-        [customer_ids[0] if len(customer_ids) == 1 else list(customer_ids), list(account_codes)],
+        [ids[0] if len(ids) == 1 else ids, list(account_codes)],
     )
     return {(customer_id, code): (debit, credit) for customer_id, code, debit, credit in rows}
 
