@@ -3,17 +3,17 @@
     python bench/c2b_instructions.py [--small 20] [--large 120] [--seed-confirmations 2000]
 
 CPU seconds on a shared virtual machine move by a third within the hour, more than most changes to
-the booking do; instructions counted by valgrind do not move at all for the same code and data. So
-this counts both sides of a confirmation:
+the booking do; instructions counted by valgrind move by a few tenths of a percent at most for the
+same code. So this counts both sides of a confirmation:
 1. a private PostgreSQL cluster in a temporary directory (Unix socket only, so it collides with
    nothing), built with the machine's `initdb`, and a database of its own, migrated and seeded with
    the load bench's customers and --seed-confirmations bookings (so tables are big enough for the
    plans they will have in use), then analysed;
-2. the server restarted under `valgrind --tool=callgrind` (autovacuum off);
-3. twice, into a fresh copy of that database: a Python process, itself under callgrind, posts
-   --small, then --large, new confirmations through Django's test client (middleware, view and
-   booking, production settings, PYTHONHASHSEED=0);
-4. (large - small) / (large - small confirmations), for the Python process and for the backend that
+2. twice, with the server started afresh under `valgrind --tool=callgrind` (autovacuum off) and a
+   fresh copy of that database: a Python process, itself under callgrind, posts --small, then
+   --large, new confirmations through Django's test client (middleware, view and booking,
+   production settings, PYTHONHASHSEED=0);
+3. (large - small) / (large - small confirmations), for the Python process and for the backend that
    served it: one confirmation's instructions, start-up and imports cancelled out.
 
 Needs valgrind and PostgreSQL's server programs (`--pg-bin`, by default `pg_config --bindir`); as root
@@ -73,14 +73,15 @@ def main() -> None:
         cluster.python(["seed", str(args.seed_confirmations)], database=SEEDED, customers=args.customers)
         cluster.psql(SEEDED, "VACUUM ANALYZE")
         cluster.stop()
-        cluster.start(callgrind=True)
         counts = {n: cluster.count(n, customers=args.customers) for n in (args.small, args.large)}
-        cluster.stop()
     confirmations = args.large - args.small
     python = (counts[args.large][0] - counts[args.small][0]) / confirmations
     database = (counts[args.large][1] - counts[args.small][1]) / confirmations
     for n, (python_total, database_total) in counts.items():
-        print(f"{n} confirmations: Python process {python_total:,} instructions, backend {database_total:,}")
+        # A forked backend starts with the postmaster's counts so far; both runs start the server
+        # afresh and alike, so the difference holds the backends' own work only.
+        print(f"{n} confirmations: Python process {python_total:,} instructions, backend (with the "
+              f"postmaster's start) {database_total:,}")  # fmt: skip
     print(f"per confirmation: Python {python / 1e6:.3f} M instructions, PostgreSQL backend "
           f"{database / 1e6:.3f} M, together {(python + database) / 1e6:.3f} M")  # fmt: skip
 
@@ -94,22 +95,28 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         self.home = Path(tempfile.mkdtemp(prefix="kellyos-instr-"))
-        self.home.chmod(0o777)
         self.data = self.home / "data"
         self.counts = self.home / "callgrind"
-        self.counts.mkdir(mode=0o777)
-        self.counts.chmod(0o777)
-        self.data.mkdir(mode=0o700)
-        if self.run_as:
-            shutil.chown(self.data, user="nobody")
-        self._run([str(self.pg_bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                   "--encoding=UTF8"])  # fmt: skip
         self.server: subprocess.Popen[bytes] | None = None
+        try:
+            self.counts.mkdir()
+            self.data.mkdir(mode=0o700)
+            if self.run_as:  # the server runs as nobody: it must reach its socket and write its counts
+                self.home.chmod(0o777)
+                self.counts.chmod(0o777)
+                shutil.chown(self.data, user="nobody")
+            self._run([str(self.pg_bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                       "--encoding=UTF8"])  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.home, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
 
     def start(self, *, callgrind: bool = False) -> None:
         command = [str(self.pg_bin / "postgres"), "-D", str(self.data), "-h", "", "-k", str(self.home),
@@ -126,14 +133,21 @@ class Cluster:
         deadline = time.monotonic() + 180
         while subprocess.run([str(self.pg_bin / "pg_isready"), "-q", "-h", str(self.home)]).returncode:
             if self.server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"PostgreSQL did not start; see {self.home / 'server.log'}")
+                log_tail = (self.home / "server.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"PostgreSQL did not start:\n{log_tail}")  # the directory goes on exit
             time.sleep(0.5)
 
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
+        server, self.server = self.server, None
+        if server is None or server.poll() is not None:
+            return
+        try:
             self._run([str(self.pg_bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-t", "300", "stop"])
-            self.server.wait(timeout=60)
-        self.server = None
+            server.wait(timeout=60)
+        finally:
+            if server.poll() is None:  # pg_ctl could not stop it (no postmaster.pid yet, say)
+                server.kill()
+                server.wait()
 
     def url(self, database: str) -> str:
         return f"postgres://postgres@/{database}?host={quote(str(self.home))}"
@@ -157,22 +171,31 @@ class Cluster:
         return result.stdout
 
     def count(self, confirmations: int, *, customers: int) -> tuple[int, int]:
-        """Instructions of a Python process posting `confirmations`, and of its backend."""
-        self.psql(
-            "postgres", f"DROP DATABASE IF EXISTS {COUNTED}", f"CREATE DATABASE {COUNTED} TEMPLATE {SEEDED}"
-        )
-        python_file = self.counts / f"python.{confirmations}"
-        output = self.python(
-            ["post", str(confirmations)], database=COUNTED, customers=customers, callgrind=python_file
-        )
-        backend = int(output.split("backend ", 1)[1].split()[0])
-        # The backend writes its counts as it exits, just after the client has gone.
-        backend_file = self.counts / f"backend.{backend}"
-        deadline = time.monotonic() + 120
-        while not (backend_file.exists() and "\ntotals:" in backend_file.read_text()):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"no callgrind counts from backend {backend}")
-            time.sleep(0.5)
+        """Instructions of a Python process posting `confirmations`, and of the backend serving it,
+        on a server started afresh under callgrind."""
+        for stale in self.counts.glob("backend.*"):
+            stale.unlink()
+        self.start(callgrind=True)
+        try:
+            self.psql(
+                "postgres",
+                f"DROP DATABASE IF EXISTS {COUNTED}",
+                f"CREATE DATABASE {COUNTED} TEMPLATE {SEEDED}",
+            )
+            python_file = self.counts / f"python.{confirmations}"
+            output = self.python(
+                ["post", str(confirmations)], database=COUNTED, customers=customers, callgrind=python_file
+            )
+            backend = int(output.split("backend ", 1)[1].split()[0])
+            # The backend writes its counts as it exits, just after the client has gone.
+            backend_file = self.counts / f"backend.{backend}"
+            deadline = time.monotonic() + 120
+            while not (backend_file.exists() and "\ntotals:" in backend_file.read_text()):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no callgrind counts from backend {backend}")
+                time.sleep(0.5)
+        finally:
+            self.stop()
         return _total(python_file), _total(backend_file)
 
     def _run(self, command: list[str]) -> None:

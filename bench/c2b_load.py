@@ -11,8 +11,8 @@ wrk (Debian package `wrk`) sends for `--duration` seconds from C connections, in
    (bench/c2b_floor.sql), C clients.
 It prints callbacks/s and latency for each, both ratios, the CPU each callback costs the machine
 (server and database, apart from the load generator's), the ceiling that doing both floors' work per
-confirmation puts on this machine, the share of the target's CPU budget (2 cores / 500 per second)
-each uses, and the workers' resident memory; then checks
+confirmation puts on this machine, the share of the target's CPU budget (2 cores at 500/s) each
+uses, and the workers' resident memory; then checks
 that receipts = distinct TransIDs sent, nothing failed or was left unbooked, and ledger_verify is valid.
 """
 
@@ -35,7 +35,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-TARGET_RATE = 500  # confirmations/s: issue 7's target for this 2-core machine
+# Issue 7's target: 500 confirmations/s on a 2-core machine, its sender included.
+TARGET_RATE, TARGET_CORES = 500, 2
 TOKEN = "bench0123456789abcdef0123456789abcdef"  # noqa: S105 - a throwaway secret for this run
 
 
@@ -341,12 +342,19 @@ def main() -> None:
         f"ceiling with both floors' work per confirmation ({both:.2f} ms CPU with wrk's) on {cores} cores: "
         f"about {cores * 1000 / both:,.0f}/s; Kelly OS / ceiling {rate(ours) / (cores * 1000 / both):.2f}"
     )
-    # The issue's target, 500/s on this machine, leaves each confirmation this much CPU in all.
-    budget = cores * 1000 / TARGET_RATE
+    # The target's CPU budget per confirmation, whatever this machine has: 2 cores at 500/s.
+    budget = TARGET_CORES * 1000 / TARGET_RATE
+    shares = ", ".join(
+        f"{name} {spent / budget:.0%}"
+        for name, spent in (
+            ("framework floor", framework_ms + wrk_ms),
+            ("database floor", database_ms + pgbench_ms),
+            ("Kelly OS", ours_ms + ours_wrk_ms),
+        )
+    )
     print(
-        f"CPU budget at {TARGET_RATE}/s on {cores} cores: {budget:.2f} ms per confirmation, sender included; "
-        f"the framework floor alone uses {(framework_ms + wrk_ms) / budget:.0%} of it, "
-        f"both floors {both / budget:.0%}, Kelly OS {(ours_ms + ours_wrk_ms) / budget:.0%}"
+        f"CPU budget at the target ({TARGET_RATE}/s on {TARGET_CORES} cores): {budget:.2f} ms per "
+        f"confirmation, sender included; used: {shares}"
     )
     print(f"worker resident memory after the run: {', '.join(f'{size:.0f} MiB' for size in rss)}")
 
