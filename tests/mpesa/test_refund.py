@@ -31,7 +31,7 @@ from mpesa.services.refund import RefundError, refund_book_again, refund_request
 from pos.models import SaleStatus
 from tests.factories import UserFactory
 from tests.invoices.factories import InvoiceFactory
-from tests.mpesa.test_stk import wait_for
+from tests.mpesa.test_stk import callback_delivered, wait_for
 from tests.pos.factories import SaleFactory
 from tests.threads import run_in_threads
 
@@ -118,7 +118,7 @@ def test_repeated_late_and_concurrent_results_book_once(initiator_daraja):
     receipt = paid(invoice.number, "500")
     refund = refund_request(receipt=receipt, reason="Duplicate payment", by=None)
     assert settled(refund)
-    delivered = next(c for c in initiator_daraja.callbacks if c.kind == "refund_result")
+    delivered = callback_delivered(initiator_daraja, "refund_result")
     url = reverse("refund-result", args=["test-webhook-token"])
 
     def deliver(_):
@@ -250,7 +250,7 @@ def test_a_late_success_for_an_earlier_request_settles_the_receipt_once(initiato
     initiator_daraja.state.reversal_times_out = True  # Safaricom reverses it but tells us only "expired"
     first = refund_request(receipt=receipt, reason="Paid twice", by=None)
     assert settled(first)
-    expired = next(c for c in initiator_daraja.callbacks if c.kind == "refund_timeout")
+    expired = callback_delivered(initiator_daraja, "refund_timeout")
     initiator_daraja.state.reversal_times_out, initiator_daraja.state.callback_delay = False, 1.0
     second = refund_request(receipt=receipt, reason="Paid twice", by=None)
 

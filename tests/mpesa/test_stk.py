@@ -54,6 +54,17 @@ def wait_for(condition, seconds=10.0):
     return False
 
 
+def callback_delivered(daraja, kind):
+    """The fake's record of the first callback of `kind` it delivered. It records one only after our
+    answer has reached it, which can be after the callback's effects are already visible here."""
+
+    def first():
+        return next((callback for callback in daraja.callbacks if callback.kind == kind), None)
+
+    assert wait_for(lambda: first() is not None), f"the fake Daraja delivered no {kind} callback"
+    return first()
+
+
 def cashier_signed_in():
     """A cashier, and a client signed in as them (the till's waiting screen)."""
     cashier = UserFactory()

@@ -26,7 +26,7 @@ from mpesa.security_credential import SecurityCredentialError, security_credenti
 from mpesa.services.transaction_status import TransactionStatusError, transaction_status_request
 from tests.factories import UserFactory
 from tests.invoices.factories import InvoiceFactory
-from tests.mpesa.test_stk import wait_for
+from tests.mpesa.test_stk import callback_delivered, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,7 +84,7 @@ def test_a_repeated_or_late_answer_changes_nothing(initiator_daraja):
     query = transaction_status_request(receipt_number=receipt.trans_id, by=None)
     assert answered(query)
     first = TransactionStatusQuery.objects.get(pk=query.pk)
-    delivered = next(c for c in initiator_daraja.callbacks if c.kind == "status_result")
+    delivered = callback_delivered(initiator_daraja, "status_result")
     tampered = json.loads(json.dumps(delivered.payload))
     tampered["Result"]["ResultCode"] = 2001
     for body in (delivered.payload, tampered):
