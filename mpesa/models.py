@@ -330,6 +330,10 @@ class StkPush(models.Model):
             models.Index(
                 fields=["created_at"], name="mpesa_stkpush_sending_idx", condition=Q(status="SENDING")
             ),
+            # A paid callback whose prompt's id was lost looks for the prompt among these.
+            models.Index(
+                fields=["created_at"], name="mpesa_stkpush_unanswered_idx", condition=Q(status="UNANSWERED")
+            ),
         ]
 
     def __str__(self) -> str:

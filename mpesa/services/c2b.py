@@ -9,7 +9,7 @@ concurrent deliveries wait for the first, and the unique constraint on the recei
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -412,6 +412,12 @@ def receipt_book(
         )
     first = row_first(MpesaReceipt, "trans_id = %s", [payment.trans_id])
     if first is not None:
+        if (
+            not first.bill_ref_number.strip()
+            and payment.bill_ref_number.strip()
+            and not _differences(first, replace(payment, bill_ref_number=""))
+        ):
+            return _place_by_later_account(first, payment)
         differences = _differences(first, payment)
         if not differences:
             return (
@@ -491,6 +497,23 @@ def receipt_book(
     return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
 
 
+def _place_by_later_account(first: MpesaReceipt, payment: C2BPayment) -> tuple[str, str, MpesaReceipt]:
+    """The first delivery of this receipt named no account (an M-Pesa Express callback whose prompt
+    we had lost) and held the money in suspense; this one names where it goes."""
+    account = payment.bill_ref_number.strip()
+    if first.unallocated_amount != first.amount or first.payment_id or first.sale_payment_id:
+        return WebhookStatus.DUPLICATE, f"Already booked: {first.get_status_display()}.", first
+    try:
+        placed = receipt_assign(receipt=first, reference=account, by=None)
+    except ReceiptAssignmentError as exc:
+        return (
+            WebhookStatus.DUPLICATE,
+            f"Already booked, to suspense; account {account!r} could not take it: {exc}",
+            first,
+        )
+    return WebhookStatus.PROCESSED, f"Moved from suspense to {account}, which this delivery names.", placed
+
+
 def booking_sale_reference(receipt: MpesaReceipt) -> str | None:
     return receipt.sale_payment.sale.reference if receipt.sale_payment else None
 
@@ -544,7 +567,11 @@ def _route(payment: C2BPayment, *, received_at: datetime) -> Route:
     found = reference_match(payment.bill_ref_number)
     if found is None:
         suggestion = _customer_by_phone_hash(payment.msisdn_sha256)
-        detail = f"Account number {payment.bill_ref_number!r} matches no invoice or customer."
+        detail = (
+            f"Account number {payment.bill_ref_number!r} matches no invoice or customer."
+            if payment.bill_ref_number.strip()
+            else "The payment names no account number."
+        )
         if suggestion:
             detail += f" The payer's phone is {suggestion}'s."
         return Route(UnallocatedReason.UNKNOWN_REFERENCE, detail, suggested_customer=suggestion)
@@ -606,7 +633,12 @@ def _differences(first: MpesaReceipt, payment: C2BPayment) -> list[str]:
     differences = []
     if first.amount != payment.amount:
         differences.append(f"amount {payment.amount} (first delivery {first.amount})")
-    if first.bill_ref_number.strip().upper() != payment.bill_ref_number.strip().upper():
+    # A delivery naming no account (an M-Pesa Express callback whose prompt we had lost) says nothing
+    # against the account another named.
+    if (
+        payment.bill_ref_number.strip()
+        and first.bill_ref_number.strip().upper() != payment.bill_ref_number.strip().upper()
+    ):
         differences.append(f"account {payment.bill_ref_number!r} (first delivery {first.bill_ref_number!r})")
     if first.business_short_code != payment.business_short_code:
         differences.append(

@@ -219,16 +219,22 @@ def stk_callback_process(*, log: WebhookLog) -> None:
     try:
         with transaction.atomic():
             push = StkPush.objects.select_for_update().filter(checkout_request_id=checkout_id).first()
+            if push is None and code == "0":
+                push = _prompt_whose_id_was_lost(log=log, checkout_id=checkout_id, items=items)
             if push is None:
-                # A callback can overtake the saving of its prompt: keep it for the retry a while,
-                # then give up on it as not ours.
+                # A callback can overtake the saving of its prompt: keep it for the retry a while.
                 attempts = log.attempts + 1
                 WebhookLog.objects.filter(pk=log.pk).update(attempts=attempts)
                 unknown = f"No prompt {checkout_id} was sent by us (checked {attempts} times)."
-                status = (
-                    WebhookStatus.REJECTED if attempts >= UNKNOWN_PROMPT_ATTEMPTS else WebhookStatus.FAILED
-                )
-                webhook_log_close(log=log, status=status, detail=unknown)
+                if attempts < UNKNOWN_PROMPT_ATTEMPTS:
+                    webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=unknown)
+                elif code == "0":
+                    # Safaricom calls this address only about prompts sent with our token, and says
+                    # the money reached the PayBill: it is booked, to suspense, rather than lost.
+                    status, detail, trans_id = _book_paid_without_prompt(log=log, items=items)
+                    webhook_log_close(log=log, status=status, detail=f"{unknown} {detail}", trans_id=trans_id)
+                else:
+                    webhook_log_close(log=log, status=WebhookStatus.REJECTED, detail=unknown)
                 return
             if push.status != StkStatus.REQUESTED:
                 webhook_log_close(
@@ -244,6 +250,41 @@ def stk_callback_process(*, log: WebhookLog) -> None:
     except Exception as exc:  # the raw log is kept: retried like a failed confirmation
         logger.exception("STK callback #%s failed", log.pk)
         webhook_log_close(log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _prompt_whose_id_was_lost(*, log: WebhookLog, checkout_id: str, items: dict[str, Any]) -> StkPush | None:
+    """The prompt a paid callback answers when Safaricom's id for it was never stored (its server
+    stopped, or Safaricom's answer was lost): the one prompt given up as unanswered for the same phone
+    and amount, sent within the time its answer could take. Two or more such prompts, and the money
+    is not guessed onto either sale."""
+    try:
+        phone = phone_normalize(callback_text(items.get("PhoneNumber")))
+        amount = to_kes(callback_text(items.get("Amount")))
+    except (ValueError, InvalidAmountError):
+        return None
+    earliest = log.received_at - sending_abandoned_after() - PROMPT_OPEN_FOR
+    candidates = list(
+        StkPush.objects.select_for_update()
+        .filter(status=StkStatus.UNANSWERED, phone=phone, amount=amount)
+        .filter(created_at__gte=earliest, created_at__lte=log.received_at)
+        .order_by("pk")[:2]
+    )
+    if len(candidates) != 1:
+        return None
+    [push] = candidates
+    push.checkout_request_id = checkout_id
+    push.status = StkStatus.REQUESTED
+    push.save(update_fields=["checkout_request_id", "status"])
+    return push
+
+
+def _book_paid_without_prompt(*, log: WebhookLog, items: dict[str, Any]) -> tuple[str, str, str]:
+    """Book a paid callback that no prompt of ours can be tied to: it names no account, so the money
+    waits in suspense (with the payer's phone to suggest a customer) unless its receipt is booked
+    already, or a later C2B confirmation or pull names the account."""
+    payment = _payment_from(items, account_reference="")
+    status, detail, _ = receipt_book(log=log, payment=payment, source=ReceiptSource.STK)
+    return status, detail, payment.trans_id
 
 
 def stk_settle_unanswered(*, older_than_seconds: int = 60) -> list[StkPush]:
@@ -315,7 +356,9 @@ def _settle(
 ) -> str:
     push.result_code, push.result_desc, push.settled_at = code, description[:300], timezone.now()
     if code == "0":
-        payment = _payment_from(push, items)
+        payment = _payment_from(
+            items, account_reference=push.account_reference, asked_amount=push.amount, phone=push.phone
+        )
         assert log is not None
         status, detail, receipt = receipt_book(log=log, payment=payment, source=ReceiptSource.STK)
         if status != WebhookStatus.PROCESSED and push.sale and receipt.status == ReceiptStatus.UNALLOCATED:
@@ -348,10 +391,12 @@ def _announce(push: StkPush) -> None:
     )
 
 
-def _payment_from(push: StkPush, items: dict[str, Any]) -> C2BPayment:
+def _payment_from(
+    items: dict[str, Any], *, account_reference: str, asked_amount: Decimal | None = None, phone: str = ""
+) -> C2BPayment:
     receipt_number = receipt_number_parse(items.get("MpesaReceiptNumber"), name="MpesaReceiptNumber")
     try:
-        amount = to_kes(callback_text(items.get("Amount", push.amount)))
+        amount = to_kes(callback_text(items.get("Amount", asked_amount)))
     except InvalidAmountError as exc:
         raise MalformedCallbackError(f"Amount {items.get('Amount')!r} is not an amount.") from exc
     return C2BPayment(
@@ -359,12 +404,12 @@ def _payment_from(push: StkPush, items: dict[str, Any]) -> C2BPayment:
         trans_time=trans_time_parse(callback_text(items.get("TransactionDate"))),
         amount=amount,
         business_short_code=settings.MPESA_SHORTCODE,
-        bill_ref_number=push.account_reference,
+        bill_ref_number=account_reference,
         invoice_number="",
         transaction_type="M-Pesa Express",
         org_account_balance=None,
         third_party_trans_id="",
-        msisdn=callback_text(items.get("PhoneNumber"))[:100] or push.phone,
+        msisdn=callback_text(items.get("PhoneNumber"))[:100] or phone,
         first_name="",
         middle_name="",
         last_name="",

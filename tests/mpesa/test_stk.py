@@ -17,8 +17,18 @@ from django.utils import timezone
 from ledger.selectors import ledger_verify
 from mpesa.daraja import DarajaClient
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
-from mpesa.models import MpesaReceipt, ReceiptSource, StkPush, StkStatus, WebhookLog, WebhookStatus
+from mpesa.models import (
+    MpesaReceipt,
+    ReceiptConflict,
+    ReceiptSource,
+    StkPush,
+    StkStatus,
+    WebhookLog,
+    WebhookStatus,
+)
 from mpesa.services.stk import (
+    PROMPT_OPEN_FOR,
+    UNKNOWN_PROMPT_ATTEMPTS,
     StkError,
     sending_abandoned_after,
     stk_push_for_sale,
@@ -29,6 +39,7 @@ from pos.models import Sale, SaleStatus
 from tests.factories import UserFactory
 from tests.mpesa import payloads
 from tests.pos.factories import SaleFactory
+from tests.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -474,3 +485,144 @@ def test_a_paid_callback_whose_receipt_number_is_no_receipt_number_is_rejected_n
     assert log.status == WebhookStatus.REJECTED and "MpesaReceiptNumber" in log.detail
     push.refresh_from_db()
     assert push.status == StkStatus.REQUESTED and not MpesaReceipt.objects.exists()
+
+
+def post_paid_callback(checkout_id, *, receipt_number, amount, phone):
+    items = [
+        {"Name": "Amount", "Value": amount},
+        {"Name": "MpesaReceiptNumber", "Value": receipt_number},
+        {"Name": "TransactionDate", "Value": int(timezone.localtime().strftime("%Y%m%d%H%M%S"))},
+        {"Name": "PhoneNumber", "Value": phone},
+    ]
+    callback = {"MerchantRequestID": "m", "CheckoutRequestID": checkout_id, "ResultCode": 0,
+                "ResultDesc": "ok", "CallbackMetadata": {"Item": items}}  # fmt: skip
+    answer = Client().post(
+        reverse("stk-callback", args=["test-webhook-token"]),
+        data=json.dumps({"Body": {"stkCallback": callback}}),
+        content_type="application/json",
+    )
+    assert answer.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    return WebhookLog.objects.filter(kind="stk_callback").latest("pk")
+
+
+def a_prompt_whose_id_was_lost(monkeypatch, *, total, phone="0712345670"):
+    """A prompt Safaricom took, whose answer (and so its CheckoutRequestID) we could not record."""
+    sale = SaleFactory(total=Decimal(total))
+    with monkeypatch.context() as patched:
+        patched.setattr(DarajaClient, "stk_push", lambda self, **request: {"ResponseCode": "0"})
+        with pytest.raises(StkError, match="could not be recorded"):
+            stk_push_for_sale(sale=sale, phone=phone, by=None)
+    push = StkPush.objects.get(sale=sale)
+    assert push.status == StkStatus.UNANSWERED
+    return sale, push
+
+
+def test_the_late_answer_of_a_prompt_whose_id_was_lost_pays_its_sale(daraja, monkeypatch):
+    sale, push = a_prompt_whose_id_was_lost(monkeypatch, total="230.00")
+    other_phone, _ = a_prompt_whose_id_was_lost(monkeypatch, total="230.00", phone="0712345671")
+    other_amount, _ = a_prompt_whose_id_was_lost(monkeypatch, total="231.00")
+    log = post_paid_callback("ws_CO_LOST", receipt_number="TKLOST0001", amount=230, phone=254712345670)
+    assert log.status == WebhookStatus.PROCESSED, log.detail
+    push.refresh_from_db()
+    sale.refresh_from_db()
+    assert (push.status, push.checkout_request_id, push.mpesa_receipt_number) == (
+        StkStatus.PAID, "ws_CO_LOST", "TKLOST0001",
+    )  # fmt: skip
+    assert sale.status == SaleStatus.PAID
+    receipt = MpesaReceipt.objects.get()
+    assert (receipt.source, receipt.sale_payment.sale, receipt.unallocated_amount) == (
+        ReceiptSource.STK, sale, Decimal("0.00"),
+    )  # fmt: skip
+    for untouched in (other_phone, other_amount):
+        untouched.refresh_from_db()
+        assert untouched.status == SaleStatus.PENDING
+    # Its C2B confirmation, if Safaricom sends one, finds the receipt booked.
+    Client().post(
+        reverse("c2b-confirmation", args=["test-webhook-token"]),
+        data=payloads_body("TKLOST0001", "230", account=sale.reference),
+        content_type="application/json",
+    )
+    assert WebhookLog.objects.get(kind="c2b_confirmation").status == WebhookStatus.DUPLICATE
+    assert MpesaReceipt.objects.count() == 1 and ledger_verify()["is_valid"]
+
+
+def test_a_paid_callback_no_prompt_can_be_tied_to_is_held_in_suspense_not_refused(daraja, monkeypatch):
+    # Two prompts lost for the same phone and amount: the money is not guessed onto either sale.
+    first_sale, _ = a_prompt_whose_id_was_lost(monkeypatch, total="500.00")
+    second_sale, _ = a_prompt_whose_id_was_lost(monkeypatch, total="500.00")
+    log = post_paid_callback("ws_CO_WHICH", receipt_number="TKWHICH001", amount=500, phone=254712345670)
+    assert log.status == WebhookStatus.FAILED  # it may have overtaken the saving of its prompt
+    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
+        call_command("mpesa_retry_failed")
+    log.refresh_from_db()
+    assert log.status == WebhookStatus.PROCESSED and log.trans_id == "TKWHICH001", log.detail
+    assert "No prompt ws_CO_WHICH was sent by us" in log.detail
+    receipt = MpesaReceipt.objects.get()
+    assert (receipt.status, receipt.unallocated_amount, receipt.bill_ref_number) == (
+        "UNALLOCATED", Decimal("500.00"), "",
+    )  # fmt: skip
+    assert receipt.unallocated_detail == "The payment names no account number."
+    assert ledger_verify()["is_valid"]
+    # The C2B confirmation of the same payment names the sale: the money moves there from suspense.
+    answer = Client().post(
+        reverse("c2b-confirmation", args=["test-webhook-token"]),
+        data=payloads_body("TKWHICH001", "500", account=second_sale.reference),
+        content_type="application/json",
+    )
+    assert answer.json()["ResultCode"] == 0
+    confirmation = WebhookLog.objects.get(kind="c2b_confirmation")
+    assert confirmation.status == WebhookStatus.PROCESSED and "Moved from suspense" in confirmation.detail
+    receipt.refresh_from_db()
+    second_sale.refresh_from_db()
+    first_sale.refresh_from_db()
+    assert (receipt.status, receipt.unallocated_amount) == ("SALE", Decimal("0.00"))
+    assert (second_sale.status, first_sale.status) == (SaleStatus.PAID, SaleStatus.PENDING)
+    assert not ReceiptConflict.objects.exists() and ledger_verify()["is_valid"]
+
+
+def test_a_lost_prompts_callback_after_its_confirmation_is_a_duplicate_not_a_conflict(daraja):
+    sale = SaleFactory(total=Decimal("120.00"))
+    Client().post(
+        reverse("c2b-confirmation", args=["test-webhook-token"]),
+        data=payloads_body("TKC2BFIRST", "120", account=sale.reference),
+        content_type="application/json",
+    )
+    log = post_paid_callback("ws_CO_GONE", receipt_number="TKC2BFIRST", amount=120, phone=254712345670)
+    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
+        call_command("mpesa_retry_failed")
+    log.refresh_from_db()
+    assert log.status == WebhookStatus.DUPLICATE, log.detail
+    sale.refresh_from_db()
+    assert sale.status == SaleStatus.PAID and MpesaReceipt.objects.count() == 1
+    assert not ReceiptConflict.objects.exists() and ledger_verify()["is_valid"]
+
+
+def test_a_prompt_lost_too_long_before_the_payment_is_not_matched_to_it(daraja, monkeypatch):
+    _, push = a_prompt_whose_id_was_lost(monkeypatch, total="80.00")
+    long_ago = timezone.now() - sending_abandoned_after() - PROMPT_OPEN_FOR - timedelta(seconds=1)
+    StkPush.objects.filter(pk=push.pk).update(created_at=long_ago)
+    log = post_paid_callback("ws_CO_LATE", receipt_number="TKLATE0002", amount=80, phone=254712345670)
+    assert log.status == WebhookStatus.FAILED
+    push.refresh_from_db()
+    assert push.status == StkStatus.UNANSWERED and not MpesaReceipt.objects.exists()
+
+
+def test_the_same_late_answer_delivered_at_once_pays_the_lost_prompts_sale_once(daraja, monkeypatch):
+    sale, push = a_prompt_whose_id_was_lost(monkeypatch, total="640.00")
+    _, errors = run_in_threads(
+        4,
+        lambda _: post_paid_callback(
+            "ws_CO_TWICE", receipt_number="TKTWICE001", amount=640, phone=254712345670
+        ),
+    )
+    assert not errors
+    for _ in range(UNKNOWN_PROMPT_ATTEMPTS):
+        call_command("mpesa_retry_failed")
+    statuses = sorted(WebhookLog.objects.filter(kind="stk_callback").values_list("status", flat=True))
+    assert statuses == [WebhookStatus.DUPLICATE] * 3 + [WebhookStatus.PROCESSED]
+    push.refresh_from_db()
+    sale.refresh_from_db()
+    assert (push.status, push.checkout_request_id, sale.status) == (
+        StkStatus.PAID, "ws_CO_TWICE", SaleStatus.PAID,
+    )  # fmt: skip
+    assert MpesaReceipt.objects.get().sale_payment.sale == sale and ledger_verify()["is_valid"]
