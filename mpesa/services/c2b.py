@@ -31,11 +31,12 @@ from kellyos.events import event_publish, events_gathered, write_with_events
 from kellyos.logging import about_receipt
 from kellyos.money import ZERO, to_kes
 from ledger.chart import MPESA_CASH, UNALLOCATED_RECEIPTS
+from ledger.exceptions import LedgerError
 from ledger.models import CauseKind
 from ledger.selectors import period_lock_could_cover, period_lock_current
 from ledger.services import JournalLineInput, journal_entry_post
 from mpesa.callbacks import NAIROBI, C2BPayment, MalformedCallbackError, c2b_payment_parse
-from mpesa.exceptions import ReceiptAssignmentError
+from mpesa.exceptions import MpesaError, ReceiptAssignmentError
 from mpesa.models import (
     MpesaReceipt,
     ReceiptConflict,
@@ -413,7 +414,8 @@ def receipt_book(
     first = row_first(MpesaReceipt, "trans_id = %s", [payment.trans_id])
     if first is not None:
         if (
-            not first.bill_ref_number.strip()
+            first.source == ReceiptSource.STK
+            and not first.bill_ref_number.strip()
             and payment.bill_ref_number.strip()
             and not _differences(first, replace(payment, bill_ref_number=""))
         ):
@@ -498,20 +500,40 @@ def receipt_book(
 
 
 def _place_by_later_account(first: MpesaReceipt, payment: C2BPayment) -> tuple[str, str, MpesaReceipt]:
-    """The first delivery of this receipt named no account (an M-Pesa Express callback whose prompt
-    we had lost) and held the money in suspense; this one names where it goes."""
+    """The first delivery of this receipt was an M-Pesa Express callback whose prompt we had lost: it
+    named no account, and the money waits in suspense. This delivery names the account, which the
+    receipt keeps (a later one naming another is then a conflict); the money moves to it when it is a
+    till sale, the only thing a prompt is sent for. Anything else is left to a person."""
     account = payment.bill_ref_number.strip()
-    if first.unallocated_amount != first.amount or first.payment_id or first.sale_payment_id:
-        return WebhookStatus.DUPLICATE, f"Already booked: {first.get_status_display()}.", first
-    try:
-        placed = receipt_assign(receipt=first, reference=account, by=None)
-    except ReceiptAssignmentError as exc:
-        return (
-            WebhookStatus.DUPLICATE,
-            f"Already booked, to suspense; account {account!r} could not take it: {exc}",
-            first,
+    MpesaReceipt.objects.filter(pk=first.pk).update(bill_ref_number=account)
+    first.bill_ref_number = account
+    found = reference_match(account)
+    if not (
+        first.unallocated_reason == UnallocatedReason.UNKNOWN_REFERENCE
+        and first.unallocated_amount == first.amount
+        and first.payment_id is None
+        and first.sale_payment_id is None
+    ):
+        why = f"the receipt is no longer waiting whole in suspense ({first.get_status_display()})"
+    elif found is None or found[1].sale is None:
+        why = "it is not a till sale's; a person places it"
+    else:
+        try:
+            placed = receipt_assign(receipt=first, reference=account, by=None)
+        except (MpesaError, ReceivablesError, LedgerError) as exc:
+            why = f"it could not take the money: {exc}"
+        else:
+            return (
+                WebhookStatus.PROCESSED,
+                f"Moved from suspense to {account}, which this delivery names.",
+                placed,
+            )
+    if first.unallocated_amount:
+        first.unallocated_detail = (
+            f"M-Pesa Express payment named no account; a later delivery names {account!r}: {why}."
         )
-    return WebhookStatus.PROCESSED, f"Moved from suspense to {account}, which this delivery names.", placed
+        first.save(update_fields=["unallocated_detail"])
+    return WebhookStatus.DUPLICATE, f"Already booked; this delivery names {account!r}, but {why}.", first
 
 
 def booking_sale_reference(receipt: MpesaReceipt) -> str | None:

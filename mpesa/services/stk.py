@@ -254,9 +254,9 @@ def stk_callback_process(*, log: WebhookLog) -> None:
 
 def _prompt_whose_id_was_lost(*, log: WebhookLog, checkout_id: str, items: dict[str, Any]) -> StkPush | None:
     """The prompt a paid callback answers when Safaricom's id for it was never stored (its server
-    stopped, or Safaricom's answer was lost): the one prompt given up as unanswered for the same phone
-    and amount, sent within the time its answer could take. Two or more such prompts, and the money
-    is not guessed onto either sale."""
+    stopped, or Safaricom's answer was lost): a prompt given up as unanswered for the same phone and
+    amount, sent within the time its answer could take. The money is not guessed onto one of two
+    sales, nor taken from a prompt still being sent, whose own callback this may be."""
     try:
         phone = phone_normalize(callback_text(items.get("PhoneNumber")))
         amount = to_kes(callback_text(items.get("Amount")))
@@ -265,13 +265,15 @@ def _prompt_whose_id_was_lost(*, log: WebhookLog, checkout_id: str, items: dict[
     earliest = log.received_at - sending_abandoned_after() - PROMPT_OPEN_FOR
     candidates = list(
         StkPush.objects.select_for_update()
-        .filter(status=StkStatus.UNANSWERED, phone=phone, amount=amount)
+        .filter(status__in=[StkStatus.UNANSWERED, StkStatus.SENDING], phone=phone, amount=amount)
         .filter(created_at__gte=earliest, created_at__lte=log.received_at)
-        .order_by("pk")[:2]
+        .order_by("pk")
     )
-    if len(candidates) != 1:
+    sales = {push.sale_id for push in candidates}
+    if not candidates or any(push.status == StkStatus.SENDING for push in candidates) or len(sales) > 1:
         return None
-    [push] = candidates
+    # Prompts a cashier sent again for the same sale: whichever was paid, the sale is the same.
+    push = candidates[-1]
     push.checkout_request_id = checkout_id
     push.status = StkStatus.REQUESTED
     push.save(update_fields=["checkout_request_id", "status"])
@@ -399,6 +401,8 @@ def _payment_from(
         amount = to_kes(callback_text(items.get("Amount", asked_amount)))
     except InvalidAmountError as exc:
         raise MalformedCallbackError(f"Amount {items.get('Amount')!r} is not an amount.") from exc
+    if amount <= 0:
+        raise MalformedCallbackError(f"Amount {amount} is not a payment.")
     return C2BPayment(
         trans_id=receipt_number,
         trans_time=trans_time_parse(callback_text(items.get("TransactionDate"))),

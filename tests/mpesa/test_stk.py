@@ -36,6 +36,7 @@ from mpesa.services.stk import (
     stk_words,
 )
 from pos.models import Sale, SaleStatus
+from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
 from tests.mpesa import payloads
 from tests.pos.factories import SaleFactory
@@ -626,3 +627,74 @@ def test_the_same_late_answer_delivered_at_once_pays_the_lost_prompts_sale_once(
         StkStatus.PAID, "ws_CO_TWICE", SaleStatus.PAID,
     )  # fmt: skip
     assert MpesaReceipt.objects.get().sale_payment.sale == sale and ledger_verify()["is_valid"]
+
+
+def test_a_callback_is_not_taken_from_a_prompt_still_being_sent_by_an_older_lost_one(daraja, monkeypatch):
+    # The same phone and amount: the older prompt's id was lost, and a newer one (for another sale) is
+    # still being sent when a callback arrives ahead of its id: it may be the newer one's.
+    lost_sale, lost = a_prompt_whose_id_was_lost(monkeypatch, total="300.00")
+    newer_sale = SaleFactory(total=Decimal("300.00"))
+    StkPush.objects.create(
+        checkout_request_id="sending-newer", sale=newer_sale, account_reference=newer_sale.reference,
+        phone="254712345670", amount=Decimal("300.00"), status=StkStatus.SENDING,
+    )  # fmt: skip
+    log = post_paid_callback("ws_CO_NEWER", receipt_number="TKNEWER001", amount=300, phone=254712345670)
+    assert log.status == WebhookStatus.FAILED
+    lost.refresh_from_db()
+    lost_sale.refresh_from_db()
+    assert (lost.status, lost_sale.status) == (StkStatus.UNANSWERED, SaleStatus.PENDING)
+    assert not MpesaReceipt.objects.exists()
+
+
+def test_prompts_lost_twice_for_one_sale_let_the_late_answer_pay_it(daraja, monkeypatch):
+    sale, first = a_prompt_whose_id_was_lost(monkeypatch, total="150.00")
+    StkPush.objects.filter(pk=first.pk).update(sent_at=timezone.now() - PROMPT_OPEN_FOR)
+    with monkeypatch.context() as patched:  # the cashier pressed again after the wait: lost again
+        patched.setattr(DarajaClient, "stk_push", lambda self, **request: {"ResponseCode": "0"})
+        with pytest.raises(StkError, match="could not be recorded"):
+            stk_push_for_sale(sale=sale, phone="0712345670", by=None)
+    log = post_paid_callback("ws_CO_AGAIN", receipt_number="TKAGAIN001", amount=150, phone=254712345670)
+    assert log.status == WebhookStatus.PROCESSED, log.detail
+    sale.refresh_from_db()
+    assert sale.status == SaleStatus.PAID
+    paid, unanswered = StkPush.objects.order_by("-pk")
+    assert (paid.status, paid.checkout_request_id, unanswered.status) == (
+        StkStatus.PAID, "ws_CO_AGAIN", StkStatus.UNANSWERED,
+    )  # fmt: skip
+
+
+def test_a_paid_callback_of_no_prompt_with_an_amount_that_is_no_payment_is_refused_not_retried(daraja):
+    log = post_paid_callback("ws_CO_ZERO", receipt_number="TKZERO0001", amount=0, phone=254712345670)
+    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
+        call_command("mpesa_retry_failed")
+    log.refresh_from_db()
+    assert log.status == WebhookStatus.REJECTED and "is not a payment" in log.detail
+    assert not MpesaReceipt.objects.exists()
+
+
+def test_a_later_delivery_naming_a_customer_leaves_the_money_in_suspense_for_a_person(daraja):
+    customer = CustomerFactory()
+    log = post_paid_callback("ws_CO_CUST", receipt_number="TKCUST0001", amount=700, phone=254712345670)
+    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
+        call_command("mpesa_retry_failed")
+    log.refresh_from_db()
+    assert log.status == WebhookStatus.PROCESSED, log.detail
+
+    def confirm(account):
+        Client().post(
+            reverse("c2b-confirmation", args=["test-webhook-token"]),
+            data=payloads_body("TKCUST0001", "700", account=account),
+            content_type="application/json",
+        )
+        return WebhookLog.objects.filter(kind="c2b_confirmation").latest("pk")
+
+    named = confirm(customer.code)
+    assert named.status == WebhookStatus.DUPLICATE and "a person places it" in named.detail
+    receipt = MpesaReceipt.objects.get()
+    assert (receipt.status, receipt.unallocated_amount, receipt.bill_ref_number) == (
+        "UNALLOCATED", Decimal("700.00"), customer.code,
+    )  # fmt: skip
+    assert customer.code in receipt.unallocated_detail
+    # The account is the receipt's now: a delivery naming another is a conflict for review.
+    assert confirm("SOMEONE-ELSE").status == WebhookStatus.CONFLICT
+    assert ReceiptConflict.objects.count() == 1 and ledger_verify()["is_valid"]
