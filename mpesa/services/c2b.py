@@ -419,7 +419,7 @@ def receipt_book(
             and payment.bill_ref_number.strip()
             and not _differences(first, replace(payment, bill_ref_number=""))
         ):
-            return _place_by_later_account(first, payment)
+            return _place_by_later_account(first, payment, log=log)
         differences = _differences(first, payment)
         if not differences:
             return (
@@ -499,27 +499,35 @@ def receipt_book(
     return WebhookStatus.PROCESSED, f"Booked: {receipt.get_status_display()}.", receipt
 
 
-def _place_by_later_account(first: MpesaReceipt, payment: C2BPayment) -> tuple[str, str, MpesaReceipt]:
+def _place_by_later_account(
+    first: MpesaReceipt, payment: C2BPayment, *, log: WebhookLog
+) -> tuple[str, str, MpesaReceipt]:
     """The first delivery of this receipt was an M-Pesa Express callback whose prompt we had lost: it
-    named no account, and the money waits in suspense. This delivery names the account, which the
-    receipt keeps (a later one naming another is then a conflict); the money moves to it when it is a
-    till sale, the only thing a prompt is sent for. Anything else is left to a person."""
+    named no account, and the money waited in suspense. This delivery names the account. While the
+    money still waits there whole, the receipt takes the account (a later delivery naming another is
+    then a conflict), and the money moves to it when it is a till sale, the only thing a prompt is
+    sent for; anything else is left to a person. Once someone has placed it, an account other than
+    where it went is a conflict for review."""
     account = payment.bill_ref_number.strip()
-    MpesaReceipt.objects.filter(pk=first.pk).update(bill_ref_number=account)
-    first.bill_ref_number = account
-    found = reference_match(account)
+    receipt = MpesaReceipt.objects.select_for_update().get(pk=first.pk)
     if not (
-        first.unallocated_reason == UnallocatedReason.UNKNOWN_REFERENCE
-        and first.unallocated_amount == first.amount
-        and first.payment_id is None
-        and first.sale_payment_id is None
+        receipt.unallocated_reason == UnallocatedReason.UNKNOWN_REFERENCE
+        and receipt.unallocated_amount == receipt.amount
+        and receipt.payment_id is None
+        and receipt.sale_payment_id is None
     ):
-        why = f"the receipt is no longer waiting whole in suspense ({first.get_status_display()})"
-    elif found is None or found[1].sale is None:
-        why = "it is not a till sale's; a person places it"
-    else:
+        placed_on = _placed_on(receipt)
+        if placed_on.upper() == account.upper():
+            return WebhookStatus.DUPLICATE, f"Already booked: {receipt.get_status_display()}.", receipt
+        difference = f"account {account!r} (the first delivery named none; the money went to {placed_on!r})"
+        ReceiptConflict.objects.create(receipt=receipt, webhook_log=log, differences=difference)
+        return WebhookStatus.CONFLICT, f"Repeated TransID with different details: {difference}", receipt
+    receipt.bill_ref_number = account
+    found = reference_match(account)
+    if found is not None and found[1].sale is not None:
+        receipt.save(update_fields=["bill_ref_number"])
         try:
-            placed = receipt_assign(receipt=first, reference=account, by=None)
+            placed = receipt_assign(receipt=receipt, reference=account, by=None)
         except (MpesaError, ReceivablesError, LedgerError) as exc:
             why = f"it could not take the money: {exc}"
         else:
@@ -528,12 +536,23 @@ def _place_by_later_account(first: MpesaReceipt, payment: C2BPayment) -> tuple[s
                 f"Moved from suspense to {account}, which this delivery names.",
                 placed,
             )
-    if first.unallocated_amount:
-        first.unallocated_detail = (
-            f"M-Pesa Express payment named no account; a later delivery names {account!r}: {why}."
-        )
-        first.save(update_fields=["unallocated_detail"])
-    return WebhookStatus.DUPLICATE, f"Already booked; this delivery names {account!r}, but {why}.", first
+    else:
+        why = "it is not a till sale's; a person places it"
+    receipt.unallocated_detail = (
+        f"M-Pesa Express payment named no account; a later delivery names {account!r}: {why}."
+    )
+    receipt.save(update_fields=["bill_ref_number", "unallocated_detail"])
+    return (
+        WebhookStatus.DUPLICATE,
+        f"Already booked, to suspense; this delivery names {account!r}, but {why}.",
+        receipt,
+    )
+
+
+def _placed_on(receipt: MpesaReceipt) -> str:
+    if receipt.sale_payment is not None:
+        return receipt.sale_payment.sale.reference
+    return receipt.payment.reference if receipt.payment is not None else ""
 
 
 def booking_sale_reference(receipt: MpesaReceipt) -> str | None:

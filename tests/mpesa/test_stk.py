@@ -26,6 +26,7 @@ from mpesa.models import (
     WebhookLog,
     WebhookStatus,
 )
+from mpesa.services.c2b import receipt_assign
 from mpesa.services.stk import (
     PROMPT_OPEN_FOR,
     UNKNOWN_PROMPT_ATTEMPTS,
@@ -698,3 +699,33 @@ def test_a_later_delivery_naming_a_customer_leaves_the_money_in_suspense_for_a_p
     # The account is the receipt's now: a delivery naming another is a conflict for review.
     assert confirm("SOMEONE-ELSE").status == WebhookStatus.CONFLICT
     assert ReceiptConflict.objects.count() == 1 and ledger_verify()["is_valid"]
+
+
+def test_a_later_delivery_naming_another_sale_than_a_person_placed_it_on_is_a_conflict(daraja):
+    placed_on, named = SaleFactory(total=Decimal("90.00")), SaleFactory(total=Decimal("90.00"))
+    log = post_paid_callback("ws_CO_HAND", receipt_number="TKHAND0001", amount=90, phone=254712345670)
+    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
+        call_command("mpesa_retry_failed")
+    log.refresh_from_db()
+    receipt_assign(receipt=MpesaReceipt.objects.get(), reference=placed_on.reference, by=UserFactory())
+
+    def confirm(account):
+        Client().post(
+            reverse("c2b-confirmation", args=["test-webhook-token"]),
+            data=payloads_body("TKHAND0001", "90", account=account),
+            content_type="application/json",
+        )
+        return WebhookLog.objects.filter(kind="c2b_confirmation").latest("pk")
+
+    assert confirm(placed_on.reference).status == WebhookStatus.DUPLICATE
+    assert not ReceiptConflict.objects.exists()
+    other = confirm(named.reference)
+    assert other.status == WebhookStatus.CONFLICT and placed_on.reference in other.detail
+    conflict = ReceiptConflict.objects.get()
+    assert named.reference in conflict.differences
+    receipt = MpesaReceipt.objects.get()
+    named.refresh_from_db()
+    assert (receipt.sale_payment.sale, receipt.bill_ref_number, named.status) == (
+        placed_on, "", SaleStatus.PENDING,
+    )  # fmt: skip
+    assert ledger_verify()["is_valid"]
