@@ -417,10 +417,10 @@ def receipt_book(
             first.source == ReceiptSource.STK
             and not first.bill_ref_number.strip()
             and payment.bill_ref_number.strip()
-            and not _differences(first, replace(payment, bill_ref_number=""))
+            and not receipt_differences(first, replace(payment, bill_ref_number=""))
         ):
             return _place_by_later_account(first, payment, log=log)
-        differences = _differences(first, payment)
+        differences = receipt_differences(first, payment)
         if not differences:
             return (
                 WebhookStatus.DUPLICATE,
@@ -670,7 +670,8 @@ def _customer_by_phone_hash(msisdn_sha256: str | None) -> Customer | None:
     return Customer.objects.filter(phone_sha256=msisdn_sha256).order_by("pk").first()
 
 
-def _differences(first: MpesaReceipt, payment: C2BPayment) -> list[str]:
+def receipt_differences(first: MpesaReceipt, payment: C2BPayment) -> list[str]:
+    """What a later delivery of a booked receipt says otherwise than the booking, in words."""
     differences = []
     if first.amount != payment.amount:
         differences.append(f"amount {payment.amount} (first delivery {first.amount})")

@@ -1,6 +1,7 @@
 """Pull Transactions recovers payments whose callback never came, exactly once."""
 
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ from django.urls import reverse
 from invoices.models import InvoiceStatus
 from ledger.selectors import ledger_verify
 from mpesa.fake_daraja import FakeDaraja, c2b_payment_payload
-from mpesa.models import MpesaReceipt, ReceiptSource, WebhookLog, WebhookStatus
+from mpesa.models import MpesaReceipt, ReceiptConflict, ReceiptSource, WebhookLog, WebhookStatus
 from tests.invoices.factories import InvoiceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,7 +45,31 @@ def test_payments_missed_during_an_outage_are_recovered_once(daraja, capsys):
     call_command("mpesa_pull")  # a schedule runs it again
     assert "0 recovered and booked (none); 3 already booked" in capsys.readouterr().out
     assert MpesaReceipt.objects.count() == 3
+    # Payments listed again with nothing new add nothing to the webhook log.
+    assert WebhookLog.objects.filter(kind="pull").count() == 3
     assert ledger_verify()["is_valid"]
+
+
+def test_a_pulled_payment_that_differs_from_its_booking_is_logged_as_a_conflict(daraja, capsys):
+    invoice = InvoiceFactory(amount=Decimal("900.00"))
+    call_command("mpesa_simulate", "--amount", "900", "--account", invoice.number)
+    assert wait_for_receipts(1)
+    daraja.state.transactions[0]["amount"] = "9000"
+    call_command("mpesa_pull")
+    assert "0 recovered and booked (none); 1 already booked" in capsys.readouterr().out
+    pulled = WebhookLog.objects.get(kind="pull")
+    assert pulled.status == WebhookStatus.CONFLICT and "amount 9000.00" in pulled.detail
+    assert ReceiptConflict.objects.get().receipt == MpesaReceipt.objects.get()
+    assert MpesaReceipt.objects.get().amount == Decimal("900.00") and ledger_verify()["is_valid"]
+
+
+def wait_for_receipts(count, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if MpesaReceipt.objects.count() >= count:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_callback_arriving_after_the_pull_books_nothing_more(daraja):
