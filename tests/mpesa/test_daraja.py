@@ -9,12 +9,12 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from invoices.models import InvoiceStatus
 from ledger.selectors import ledger_verify
-from mpesa.daraja import DarajaClient, DarajaError, call_slots
+from mpesa.daraja import TOKEN_LEASE_MARGIN, DarajaClient, DarajaError, call_slots
 from mpesa.fake_daraja import FakeDaraja
 from mpesa.models import DarajaAccessToken, MpesaReceipt
 from tests.invoices.factories import InvoiceFactory
@@ -261,3 +261,24 @@ def test_simulate_refuses_fractions_and_production(settings):
     settings.MPESA_ENV = "production"
     with pytest.raises(CommandError, match="No simulated payments in production"):
         call_command("mpesa_simulate", "--amount", "10", "--account", "CUST-0001")
+
+
+def test_the_token_lease_counts_from_the_fetch_not_from_when_the_callers_transaction_began(
+    fake_daraja, monkeypatch
+):
+    client = client_for(fake_daraja)
+    fetch = DarajaClient._fetch_token
+    lease_left = []
+
+    def watched_fetch(self):
+        lease_left.append(DarajaAccessToken.objects.get().fetching_until - timezone.now())
+        return fetch(self)
+
+    monkeypatch.setattr(DarajaClient, "_fetch_token", watched_fetch)
+    # Django's Now() is PostgreSQL's statement_timestamp(), not now(), which a transaction fixes.
+    with transaction.atomic():
+        DarajaAccessToken.objects.create(api_base=client.api_base, consumer_key=client.consumer_key)
+        time.sleep(1.5)  # the transaction began well before the token is asked for
+        client.access_token()
+    [left] = lease_left
+    assert left > timedelta(seconds=2 * client.timeout) + TOKEN_LEASE_MARGIN - timedelta(seconds=0.5)
