@@ -84,7 +84,10 @@ def _receipts_among(trans_ids: list[str]) -> dict[str, MpesaReceipt]:
     for start in range(0, len(trans_ids), RECEIPTS_READ_AT_ONCE):
         chunk = trans_ids[start : start + RECEIPTS_READ_AT_ONCE]
         found.update(
-            (receipt.trans_id, receipt) for receipt in MpesaReceipt.objects.filter(trans_id__in=chunk)
+            (receipt.trans_id, receipt)
+            for receipt in MpesaReceipt.objects.filter(trans_id__in=chunk).only(
+                "trans_id", "amount", "bill_ref_number", "business_short_code"
+            )
         )
     return found
 
