@@ -37,7 +37,7 @@ BUSY_RETRY_MS = (10_000, 20_000)
 
 
 # Live-update streams this process holds (kellyos.slots).
-stream_slots = ThreadSlots("EVENTS_STREAMS_PER_PROCESS")
+stream_slots = ThreadSlots("EVENTS_STREAMS_PER_PROCESS", reason="live_screen_turned_away")
 
 
 class HeldStream:

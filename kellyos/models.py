@@ -43,3 +43,14 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.subject}"
+
+
+class RefusalTally(models.Model):
+    """How often this installation's processes turned work away to keep threads for Safaricom's
+    callbacks (kellyos.slots): shared by every process and host, for /metrics."""
+
+    reason = models.CharField(max_length=40, primary_key=True)
+    refusals = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.refusals}"

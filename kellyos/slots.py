@@ -5,35 +5,64 @@ a Safaricom callback landing there waits until one of them finishes: longer than
 and Safaricom does not call again. Whatever can hold a thread for seconds (a live-update stream, a
 call to Daraja) takes a slot of its kind first and is turned away at once when they are all taken,
 which keeps the rest of the threads for callbacks. The open-screens and slow-Daraja drills
-(bench/drills/) measured both."""
+(bench/drills/) measured both. Every refusal is counted for /metrics, where an operator sees a slow
+Safaricom (or too few slots) as it happens rather than in the logs afterwards."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning, register
+from django.db import DatabaseError, connection, transaction
+
+from kellyos.models import RefusalTally
+
+logger = logging.getLogger(__name__)
 
 
 class ThreadSlots:
-    """At most `settings.<limit_setting>` holders at once in this process."""
+    """At most `settings.<limit_setting>` holders at once in this process; each refusal counted
+    under `reason`."""
 
-    def __init__(self, limit_setting: str) -> None:
+    def __init__(self, limit_setting: str, *, reason: str) -> None:
         self.limit_setting = limit_setting
+        self.reason = reason
         self._lock = threading.Lock()
         self.taken = 0
 
     def take(self) -> bool:
         with self._lock:
-            if self.taken >= getattr(settings, self.limit_setting):
-                return False
-            self.taken += 1
-            return True
+            refused = self.taken >= getattr(settings, self.limit_setting)
+            if not refused:
+                self.taken += 1
+        if refused:
+            refusal_count(reason=self.reason)
+        return not refused
 
     def give_back(self) -> None:
         with self._lock:
             self.taken -= 1
+
+
+def refusal_count(*, reason: str) -> None:
+    """Count one refusal. A count that cannot be written is logged, not raised: it must not turn a
+    refusal, which protects the server, into an error."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO kellyos_refusaltally (reason, refusals) VALUES (%s, 1) "
+                "ON CONFLICT (reason) DO UPDATE SET refusals = kellyos_refusaltally.refusals + 1",
+                [reason],
+            )
+    except DatabaseError:
+        logger.exception("Could not count a refusal (%s)", reason)
+
+
+def refusals_counted() -> list[tuple[str, int]]:
+    return list(RefusalTally.objects.order_by("reason").values_list("reason", "refusals"))
 
 
 @register("kellyos", deploy=True)

@@ -37,6 +37,7 @@ from rest_framework.views import APIView
 from invoices.models import OPEN_STATUSES, Invoice
 from kellyos.events import HeldStream, event_latest_id, event_stream, event_stream_busy, stream_slots
 from kellyos.reports import report_build
+from kellyos.slots import refusals_counted
 from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
 from mpesa.selectors import mpesa_metrics, suspense_queue_count
@@ -84,6 +85,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# HELP kellyos_booking_lock_conflict_retries_total Bookings tried again after a deadlock.",
         "# TYPE kellyos_booking_lock_conflict_retries_total counter",
         f"kellyos_booking_lock_conflict_retries_total {figures.lock_conflict_retries}",
+        "# HELP kellyos_refusals_total Work turned away to keep threads for callbacks, by reason.",
+        "# TYPE kellyos_refusals_total counter",
+        *(f'kellyos_refusals_total{{reason="{reason}"}} {count}' for reason, count in refusals_counted()),
         "# HELP kellyos_booking_latency_seconds Arrival to booking (or now), C2B confirmations, last 5 min.",
         "# TYPE kellyos_booking_latency_seconds summary",
         *(

@@ -3,8 +3,11 @@
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection, transaction
+from django.test import Client
 
-from kellyos.slots import thread_budget_check
+from kellyos.models import RefusalTally
+from kellyos.slots import ThreadSlots, thread_budget_check
 
 
 @pytest.mark.parametrize(
@@ -26,3 +29,34 @@ def test_the_check_runs_with_check_deploy(settings):
     settings.SERVER_THREADS, settings.EVENTS_STREAMS_PER_PROCESS, settings.MPESA_CALLS_PER_PROCESS = 2, 1, 1
     with pytest.raises(SystemCheckError, match=r"kellyos\.W001"):
         call_command("check", "--deploy", "--tag", "kellyos", "--fail-level", "WARNING")
+
+
+@pytest.mark.django_db
+def test_every_refusal_is_counted_for_the_monitoring_scrape(settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    settings.EVENTS_STREAMS_PER_PROCESS = 1
+    slots = ThreadSlots("EVENTS_STREAMS_PER_PROCESS", reason="test_screen_turned_away")
+    assert slots.take()
+    assert not slots.take() and not slots.take()
+    slots.give_back()
+    assert slots.take()  # a slot given back is taken again, and nothing more is counted
+    scrape = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
+    assert 'kellyos_refusals_total{reason="test_screen_turned_away"} 2\n' in scrape
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_whose_count_cannot_be_written_is_still_a_refusal_not_an_error(settings, caplog):
+    settings.EVENTS_STREAMS_PER_PROCESS = 0
+    slots = ThreadSlots("EVENTS_STREAMS_PER_PROCESS", reason="test_uncounted")
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE kellyos_refusaltally RENAME TO kellyos_refusaltally_away")
+    try:
+        with transaction.atomic():  # a caller's transaction survives the failed count
+            assert not slots.take()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")  # still usable
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE kellyos_refusaltally_away RENAME TO kellyos_refusaltally")
+    assert "Could not count a refusal (test_uncounted)" in caplog.text
+    assert not RefusalTally.objects.exists()

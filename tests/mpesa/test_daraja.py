@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from invoices.models import InvoiceStatus
+from kellyos.models import RefusalTally
 from ledger.selectors import ledger_verify
 from mpesa.daraja import TOKEN_LEASE_MARGIN, DarajaClient, DarajaError, call_slots
 from mpesa.fake_daraja import FakeDaraja
@@ -90,6 +91,7 @@ def test_a_process_waits_on_safaricom_for_only_so_many_calls_and_refuses_the_res
         register(client_for(fake_daraja), "600111")
     assert refused.value.code == "busy" and "nothing was sent" in refused.value.message
     assert time.monotonic() - started < 0.5  # refused at once, not queued behind the slow call
+    assert RefusalTally.objects.get(reason="daraja_call_refused").refusals == 1  # for /metrics
     waiting.join()
     assert slow_answers[0]["ResponseCode"] == "0" and call_slots.taken == 0
     assert set(fake_daraja.state.registered) == {"600000"}
@@ -160,6 +162,7 @@ def test_a_request_waits_for_another_s_token_fetch_no_longer_than_a_call_may_tak
     assert gave_up.value.code == "busy" and "nothing was sent" in gave_up.value.message
     assert 0.4 < time.monotonic() - started < 3
     assert fake_daraja.state.token == ""  # Safaricom was not asked
+    assert RefusalTally.objects.get(reason="daraja_token_wait_refused").refusals == 1
     # A worker that died holding the lease holds it only until it ends.
     DarajaAccessToken.objects.update(fetching_until=timezone.now() - timedelta(seconds=1))
     assert client.access_token() == fake_daraja.state.token != ""
