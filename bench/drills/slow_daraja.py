@@ -144,6 +144,10 @@ def main() -> int:
         violations.append(f"{prompts['REQUESTED']} prompts recorded as sent, though Safaricom never answered")
     if prompts.get("SENDING"):
         violations.append(f"{prompts['SENDING']} prompts left as being sent after every press was answered")
+    refused_at_once = sum(count for outcome, count in outcomes.items() if "already waiting on it" in outcome)
+    counted = _refusals_counted()
+    if counted.get("daraja_call_refused", 0) < refused_at_once:
+        violations.append(f"{refused_at_once} presses refused at once, but /metrics counts {counted}")
     seconds = sorted(a.finished - a.started for a in answers)
     figures: dict[str, object] = {
         "server": f"gunicorn (deploy/gunicorn.conf.py), {args.workers} x {args.threads} threads",
@@ -153,6 +157,7 @@ def main() -> int:
         "cashiers pressing": f"{args.cashiers}, {len(presses)} presses",
         "press answers": dict(outcomes),
         "prompts recorded": prompts,
+        "refusals counted for /metrics": counted,
         "press answer time": f"median {statistics.median(press_seconds):.2f} s, max {press_seconds[-1]:.2f} s"
         if press_seconds
         else "none answered",
@@ -192,6 +197,12 @@ def _prompts_recorded() -> dict[str, int]:
     from mpesa.models import StkPush
 
     return dict(StkPush.objects.values_list("status").annotate(n=Count("id")).order_by())
+
+
+def _refusals_counted() -> dict[str, int]:
+    from kellyos.models import RefusalTally
+
+    return dict(RefusalTally.objects.values_list("reason", "refusals"))
 
 
 if __name__ == "__main__":
