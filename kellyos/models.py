@@ -47,10 +47,20 @@ class AuditEntry(models.Model):
 
 class RefusalTally(models.Model):
     """How often this installation's processes turned work away to keep threads for Safaricom's
-    callbacks (kellyos.slots): shared by every process and host, for /metrics."""
+    callbacks (kellyos.slots), for /metrics. Each database backend counts in rows of its own, so no
+    two refusals wait on one counter; the rows of backends that have gone are folded into backend
+    0's."""
 
-    reason = models.CharField(max_length=40, primary_key=True)
+    backend_pid = models.IntegerField()
+    reason = models.CharField(max_length=40)
     refusals = models.BigIntegerField(default=0)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend_pid", "reason"], name="kellyos_refusaltally_one_per_backend"
+            )
+        ]
+
     def __str__(self) -> str:
-        return f"{self.reason}: {self.refusals}"
+        return f"{self.reason}: {self.refusals} (backend {self.backend_pid})"

@@ -17,10 +17,15 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning, register
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Sum
 
 from kellyos.models import RefusalTally
 
 logger = logging.getLogger(__name__)
+
+# Key of the advisory lock that lets one fold of the refusal counts run at a time.
+REFUSAL_FOLD_LOCK = 2202
+refusal_reasons: set[str] = set()
 
 
 class ThreadSlots:
@@ -29,7 +34,7 @@ class ThreadSlots:
 
     def __init__(self, limit_setting: str, *, reason: str) -> None:
         self.limit_setting = limit_setting
-        self.reason = reason
+        self.reason = refusal_reason(reason)
         self._lock = threading.Lock()
         self.taken = 0
 
@@ -47,22 +52,57 @@ class ThreadSlots:
             self.taken -= 1
 
 
+def refusal_reason(reason: str) -> str:
+    """Declare a reason refusals are counted under: /metrics shows it from the start, at 0, so a
+    monitoring system's rate sees its first burst."""
+    refusal_reasons.add(reason)
+    return reason
+
+
 def refusal_count(*, reason: str) -> None:
     """Count one refusal. A count that cannot be written is logged, not raised: it must not turn a
     refusal, which protects the server, into an error."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO kellyos_refusaltally (reason, refusals) VALUES (%s, 1) "
-                "ON CONFLICT (reason) DO UPDATE SET refusals = kellyos_refusaltally.refusals + 1",
+                "INSERT INTO kellyos_refusaltally AS tally (backend_pid, reason, refusals) "
+                "VALUES (pg_backend_pid(), %s, 1) ON CONFLICT (backend_pid, reason) "
+                "DO UPDATE SET refusals = tally.refusals + 1",
                 [reason],
             )
-    except DatabaseError:
-        logger.exception("Could not count a refusal (%s)", reason)
+    except DatabaseError as exc:
+        logger.warning("Could not count a refusal (%s): %s", reason, exc)
 
 
 def refusals_counted() -> list[tuple[str, int]]:
-    return list(RefusalTally.objects.order_by("reason").values_list("reason", "refusals"))
+    """Every declared reason with its count, and any other reason counted."""
+    counted = dict(
+        RefusalTally.objects.values("reason").annotate(total=Sum("refusals")).values_list("reason", "total")
+    )
+    return [(reason, int(counted.get(reason, 0))) for reason in sorted(refusal_reasons | counted.keys())]
+
+
+def refusal_tally_fold() -> None:
+    """Fold the rows of database backends that have gone into backend 0's (as the callback counts
+    are folded), so the table stays as small as the set of live backends that have refused."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REFUSAL_FOLD_LOCK])
+        cursor.execute(
+            """
+            WITH gone AS (
+                DELETE FROM kellyos_refusaltally
+                 WHERE id IN (
+                       SELECT id FROM kellyos_refusaltally
+                        WHERE backend_pid <> 0
+                          AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING reason, refusals
+            )
+            INSERT INTO kellyos_refusaltally AS tally (backend_pid, reason, refusals)
+            SELECT 0, reason, sum(refusals) FROM gone GROUP BY reason ORDER BY reason
+                ON CONFLICT (backend_pid, reason) DO UPDATE SET refusals = tally.refusals + EXCLUDED.refusals
+            """
+        )
 
 
 @register("kellyos", deploy=True)

@@ -37,7 +37,7 @@ from rest_framework.views import APIView
 from invoices.models import OPEN_STATUSES, Invoice
 from kellyos.events import HeldStream, event_latest_id, event_stream, event_stream_busy, stream_slots
 from kellyos.reports import report_build
-from kellyos.slots import refusals_counted
+from kellyos.slots import refusal_tally_fold, refusals_counted
 from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
 from mpesa.selectors import mpesa_metrics, suspense_queue_count
@@ -65,6 +65,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if not token or not constant_time_compare(given, f"Bearer {token}"):
         raise Http404
     callback_tally_fold()  # bookkeeping of the counts below: a few rows, and only of backends gone
+    refusal_tally_fold()
     figures = mpesa_metrics()
     lines = [
         "# HELP kellyos_callbacks_total Safaricom callbacks received, by kind and outcome.",

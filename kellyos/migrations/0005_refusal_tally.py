@@ -10,8 +10,22 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="RefusalTally",
             fields=[
-                ("reason", models.CharField(max_length=40, primary_key=True, serialize=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("backend_pid", models.IntegerField()),
+                ("reason", models.CharField(max_length=40)),
                 ("refusals", models.BigIntegerField(default=0)),
             ],
+            options={
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("backend_pid", "reason"), name="kellyos_refusaltally_one_per_backend"
+                    )
+                ],
+            },
         ),
     ]
