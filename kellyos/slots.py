@@ -34,7 +34,7 @@ class ThreadSlots:
 
     def __init__(self, limit_setting: str, *, reason: str) -> None:
         self.limit_setting = limit_setting
-        self.reason = refusal_reason(reason)
+        self.reason = refusal_reason_declare(reason)
         self._lock = threading.Lock()
         self.taken = 0
 
@@ -52,7 +52,7 @@ class ThreadSlots:
             self.taken -= 1
 
 
-def refusal_reason(reason: str) -> str:
+def refusal_reason_declare(reason: str) -> str:
     """Declare a reason refusals are counted under: /metrics shows it from the start, at 0, so a
     monitoring system's rate sees its first burst."""
     refusal_reasons.add(reason)
@@ -74,7 +74,7 @@ def refusal_count(*, reason: str) -> None:
         logger.warning("Could not count a refusal (%s): %s", reason, exc)
 
 
-def refusals_counted() -> list[tuple[str, int]]:
+def refusal_counts() -> list[tuple[str, int]]:
     """Every declared reason with its count, and any other reason counted."""
     counted = dict(
         RefusalTally.objects.values("reason").annotate(total=Sum("refusals")).values_list("reason", "total")
@@ -82,9 +82,10 @@ def refusals_counted() -> list[tuple[str, int]]:
     return [(reason, int(counted.get(reason, 0))) for reason in sorted(refusal_reasons | counted.keys())]
 
 
-def refusal_tally_fold() -> None:
+def refusal_tally_fold() -> int:
     """Fold the rows of database backends that have gone into backend 0's (as the callback counts
-    are folded), so the table stays as small as the set of live backends that have refused."""
+    are folded), so the table stays as small as the set of live backends that have refused. Returns
+    how many rows went."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REFUSAL_FOLD_LOCK])
         cursor.execute(
@@ -97,12 +98,17 @@ def refusal_tally_fold() -> None:
                           AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
                           FOR UPDATE SKIP LOCKED)
              RETURNING reason, refusals
+            ), folded AS (
+                INSERT INTO kellyos_refusaltally AS tally (backend_pid, reason, refusals)
+                SELECT 0, reason, sum(refusals) FROM gone GROUP BY reason ORDER BY reason
+                    ON CONFLICT (backend_pid, reason)
+                    DO UPDATE SET refusals = tally.refusals + EXCLUDED.refusals
             )
-            INSERT INTO kellyos_refusaltally AS tally (backend_pid, reason, refusals)
-            SELECT 0, reason, sum(refusals) FROM gone GROUP BY reason ORDER BY reason
-                ON CONFLICT (backend_pid, reason) DO UPDATE SET refusals = tally.refusals + EXCLUDED.refusals
+            SELECT count(*) FROM gone
             """
         )
+        (folded,) = cursor.fetchone()
+    return int(folded)
 
 
 @register("kellyos", deploy=True)

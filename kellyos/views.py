@@ -37,7 +37,7 @@ from rest_framework.views import APIView
 from invoices.models import OPEN_STATUSES, Invoice
 from kellyos.events import HeldStream, event_latest_id, event_stream, event_stream_busy, stream_slots
 from kellyos.reports import report_build
-from kellyos.slots import refusal_tally_fold, refusals_counted
+from kellyos.slots import refusal_counts, refusal_tally_fold
 from ledger.exceptions import LedgerError
 from mpesa.models import MpesaReceipt
 from mpesa.selectors import mpesa_metrics, suspense_queue_count
@@ -88,7 +88,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         f"kellyos_booking_lock_conflict_retries_total {figures.lock_conflict_retries}",
         "# HELP kellyos_refusals_total Work turned away to keep threads for callbacks, by reason.",
         "# TYPE kellyos_refusals_total counter",
-        *(f'kellyos_refusals_total{{reason="{reason}"}} {count}' for reason, count in refusals_counted()),
+        *(f'kellyos_refusals_total{{reason="{reason}"}} {count}' for reason, count in refusal_counts()),
         "# HELP kellyos_booking_latency_seconds Arrival to booking (or now), C2B confirmations, last 5 min.",
         "# TYPE kellyos_booking_latency_seconds summary",
         *(

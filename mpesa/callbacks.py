@@ -3,6 +3,7 @@ the MSISDN is masked (v2) or hashed (v1), and amounts are Decimal from the first
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from customers.exceptions import InvalidPhoneError
+from customers.phones import phone_normalize
 from kellyos.money import InvalidAmountError, to_kes
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
@@ -44,8 +47,15 @@ class C2BPayment:
 
     @property
     def msisdn_sha256(self) -> str | None:
-        """The v1 payload carries SHA-256(2547XXXXXXXX) in hex instead of the number."""
-        return self.msisdn.lower() if _SHA256_HEX.match(self.msisdn) else None
+        """SHA-256(2547XXXXXXXX) in hex, as customers' phones are kept: the v1 payload carries it instead
+        of the number; an M-Pesa Express callback, and some C2B payloads, carry the number itself."""
+        if _SHA256_HEX.match(self.msisdn):
+            return self.msisdn.lower()
+        try:
+            number = phone_normalize(self.msisdn)
+        except InvalidPhoneError:
+            return None
+        return hashlib.sha256(number.encode()).hexdigest()
 
 
 def c2b_payment_parse(body: bytes) -> C2BPayment:

@@ -21,7 +21,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
-from kellyos.slots import ThreadSlots, refusal_count, refusal_reason
+from kellyos.slots import ThreadSlots, refusal_count, refusal_reason_declare
 from mpesa.callbacks import NAIROBI
 from mpesa.exceptions import MpesaError
 from mpesa.models import DarajaAccessToken
@@ -41,7 +41,7 @@ TOKEN_POLL = timedelta(seconds=0.1)  # how often a request waiting for another's
 # from a server thread, and a slow Safaricom must not take the threads its own callbacks need.
 call_slots = ThreadSlots("MPESA_CALLS_PER_PROCESS", reason="daraja_call_refused")
 # Counted when a request gives up waiting for another's token fetch (kellyos.slots).
-TOKEN_WAIT_REFUSED = refusal_reason("daraja_token_wait_refused")
+TOKEN_WAIT_REFUSED = refusal_reason_declare("daraja_token_wait_refused")
 # Our own code for a call refused before anything was sent: this process already waits on
 # Safaricom for as many calls as it may, or on another request's token fetch for too long.
 BUSY = "busy"

@@ -200,9 +200,9 @@ def _prompts_recorded() -> dict[str, int]:
 
 
 def _refusals_counted() -> dict[str, int]:
-    from kellyos.models import RefusalTally
+    from kellyos.slots import refusal_counts
 
-    return dict(RefusalTally.objects.values_list("reason", "refusals"))
+    return dict(refusal_counts())
 
 
 if __name__ == "__main__":

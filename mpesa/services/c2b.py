@@ -518,6 +518,10 @@ def _place_by_later_account(
     ):
         placed_on = _placed_on(receipt)
         if placed_on.upper() == account.upper():
+            # Safaricom confirms where the person placed it: the receipt keeps the account, so
+            # later listings of it (the scheduled pulls) have nothing new to say.
+            receipt.bill_ref_number = account
+            receipt.save(update_fields=["bill_ref_number"])
             return WebhookStatus.DUPLICATE, f"Already booked: {receipt.get_status_display()}.", receipt
         difference = f"account {account!r} (the first delivery named none; the money went to {placed_on!r})"
         ReceiptConflict.objects.create(receipt=receipt, webhook_log=log, differences=difference)

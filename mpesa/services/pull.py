@@ -59,7 +59,7 @@ def mpesa_pull(*, since: datetime, until: datetime | None = None) -> PullResult:
         log = _log_record(item)
         try:
             with transaction.atomic():
-                status, detail, _ = receipt_book(log=log, payment=payment, source=ReceiptSource.PULL)
+                status, detail, receipt = receipt_book(log=log, payment=payment, source=ReceiptSource.PULL)
                 webhook_log_close(log=log, status=status, detail=detail, trans_id=payment.trans_id)
         except Exception as exc:  # the item is logged: the retry (or the next pull) books it
             logger.exception("Booking pulled receipt %s failed", payment.trans_id)
@@ -67,7 +67,7 @@ def mpesa_pull(*, since: datetime, until: datetime | None = None) -> PullResult:
                 log=log, status=WebhookStatus.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000]
             )
             continue
-        if status == WebhookStatus.PROCESSED:
+        if status == WebhookStatus.PROCESSED and receipt.source == ReceiptSource.PULL:
             booked.append(payment.trans_id)
         else:
             already += 1

@@ -22,8 +22,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from customers.phones import phone_normalize
+from invoices.exceptions import ReceivablesError
 from kellyos.events import event_publish
 from kellyos.money import InvalidAmountError, to_kes
+from ledger.exceptions import LedgerError
 from mpesa.callbacks import (
     C2BPayment,
     MalformedCallbackError,
@@ -49,6 +51,9 @@ CASHIER_WORDS = {
     "2001": "Wrong M-Pesa PIN entered.",
 }
 STILL_PROCESSING = "500.001.1001"
+# With mpesa_retry_failed every 5 minutes (deploy/systemd), about 20 minutes: longer than a prompt
+# left SENDING takes to be given up as UNANSWERED (sending_abandoned_after() and the next
+# mpesa_stk_settle), so a paid callback that overtook its prompt is matched to it, not held in suspense.
 UNKNOWN_PROMPT_ATTEMPTS = 5
 # Printable ASCII, no space, as wide as StkPush.checkout_request_id (ws_CO_191220191020363925).
 CHECKOUT_REQUEST_ID = re.compile(r"[!-~]{1,100}", re.ASCII)
@@ -282,8 +287,8 @@ def _prompt_whose_id_was_lost(*, log: WebhookLog, checkout_id: str, items: dict[
 
 def _book_paid_without_prompt(*, log: WebhookLog, items: dict[str, Any]) -> tuple[str, str, str]:
     """Book a paid callback that no prompt of ours can be tied to: it names no account, so the money
-    waits in suspense (with the payer's phone to suggest a customer) unless its receipt is booked
-    already, or a later C2B confirmation or pull names the account."""
+    waits in suspense (the payer's phone suggesting a customer) unless its receipt is booked already,
+    or a later C2B confirmation or pull names the account."""
     payment = _payment_from(items, account_reference="")
     status, detail, _ = receipt_book(log=log, payment=payment, source=ReceiptSource.STK)
     return status, detail, payment.trans_id
@@ -366,8 +371,13 @@ def _settle(
         if status != WebhookStatus.PROCESSED and push.sale and receipt.status == ReceiptStatus.UNALLOCATED:
             # The C2B confirmation came first and could not be placed (its account number differed):
             # the prompt says which sale the money is for.
-            receipt = receipt_assign(receipt=receipt, reference=push.account_reference, by=None)
-            detail = f"{detail} Assigned to {push.account_reference} from the prompt."
+            try:
+                receipt = receipt_assign(receipt=receipt, reference=push.account_reference, by=None)
+                detail = f"{detail} Assigned to {push.account_reference} from the prompt."
+            except (MpesaError, ReceivablesError, LedgerError) as exc:
+                # The sale cannot take it (cancelled, say): the money waits in suspense, and the
+                # prompt for a person, rather than the callback failing on every retry.
+                detail = f"{detail} Not assigned to {push.account_reference}: {exc}"
         paid_here = push.sale is None or (
             receipt.sale_payment is not None and receipt.sale_payment.sale_id == push.sale_id
         )

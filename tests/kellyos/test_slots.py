@@ -110,6 +110,6 @@ def test_the_counts_of_backends_that_have_gone_are_folded_keeping_the_total():
         cursor.execute("SELECT pg_backend_pid()")
         (live,) = cursor.fetchone()
     RefusalTally.objects.create(backend_pid=live, reason="test_folded", refusals=1)
-    refusal_tally_fold()
+    assert refusal_tally_fold() == 1
     rows = sorted(RefusalTally.objects.filter(reason="test_folded").values_list("backend_pid", "refusals"))
     assert rows == sorted([(0, 7), (live, 1)])

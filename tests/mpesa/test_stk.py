@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from customers.services import customer_create
 from ledger.selectors import ledger_verify
 from mpesa.daraja import DarajaClient
 from mpesa.fake_daraja import SANDBOX_PASSKEY, FakeDaraja
@@ -37,6 +38,7 @@ from mpesa.services.stk import (
     stk_words,
 )
 from pos.models import Sale, SaleStatus
+from pos.services import sale_cancel
 from tests.customers.factories import CustomerFactory
 from tests.factories import UserFactory
 from tests.mpesa import payloads
@@ -552,6 +554,7 @@ def test_a_paid_callback_no_prompt_can_be_tied_to_is_held_in_suspense_not_refuse
     # Two prompts lost for the same phone and amount: the money is not guessed onto either sale.
     first_sale, _ = a_prompt_whose_id_was_lost(monkeypatch, total="500.00")
     second_sale, _ = a_prompt_whose_id_was_lost(monkeypatch, total="500.00")
+    payer = customer_create(name="Wanjiku Kamau", phone="0712345670")
     log = post_paid_callback("ws_CO_WHICH", receipt_number="TKWHICH001", amount=500, phone=254712345670)
     assert log.status == WebhookStatus.FAILED  # it may have overtaken the saving of its prompt
     for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
@@ -563,7 +566,10 @@ def test_a_paid_callback_no_prompt_can_be_tied_to_is_held_in_suspense_not_refuse
     assert (receipt.status, receipt.unallocated_amount, receipt.bill_ref_number) == (
         "UNALLOCATED", Decimal("500.00"), "",
     )  # fmt: skip
-    assert receipt.unallocated_detail == "The payment names no account number."
+    assert receipt.unallocated_detail == (
+        f"The payment names no account number. The payer's phone is {payer}'s."  # the callback names it
+    )
+    assert receipt.suggested_customer == payer
     assert ledger_verify()["is_valid"]
     # The C2B confirmation of the same payment names the sale: the money moves there from suspense.
     answer = Client().post(
@@ -719,6 +725,8 @@ def test_a_later_delivery_naming_another_sale_than_a_person_placed_it_on_is_a_co
 
     assert confirm(placed_on.reference).status == WebhookStatus.DUPLICATE
     assert not ReceiptConflict.objects.exists()
+    # Safaricom named where the person placed it: the receipt keeps that account.
+    assert MpesaReceipt.objects.get().bill_ref_number == placed_on.reference
     other = confirm(named.reference)
     assert other.status == WebhookStatus.CONFLICT and placed_on.reference in other.detail
     conflict = ReceiptConflict.objects.get()
@@ -726,6 +734,31 @@ def test_a_later_delivery_naming_another_sale_than_a_person_placed_it_on_is_a_co
     receipt = MpesaReceipt.objects.get()
     named.refresh_from_db()
     assert (receipt.sale_payment.sale, receipt.bill_ref_number, named.status) == (
-        placed_on, "", SaleStatus.PENDING,
+        placed_on, placed_on.reference, SaleStatus.PENDING,
+    )  # fmt: skip
+    assert ledger_verify()["is_valid"]
+
+
+def test_a_paid_prompt_whose_sale_cannot_take_the_suspense_money_is_left_for_review_not_failing(daraja):
+    # The C2B confirmation came first, naming no account, and the sale was cancelled before the
+    # prompt's own callback came.
+    cashier = UserFactory()
+    sale = SaleFactory(total=Decimal("260.00"), cashier=cashier)
+    push = StkPush.objects.create(
+        checkout_request_id="ws_CO_CANCELLED", sale=sale, account_reference=sale.reference,
+        phone="254712345670", amount=sale.total, sent_at=timezone.now(),
+    )  # fmt: skip
+    Client().post(
+        reverse("c2b-confirmation", args=["test-webhook-token"]),
+        data=payloads_body("TKCANC0001", "260", account=""),
+        content_type="application/json",
+    )
+    sale_cancel(sale=sale, by=cashier)
+    log = post_paid_callback("ws_CO_CANCELLED", receipt_number="TKCANC0001", amount=260, phone=254712345670)
+    assert log.status == WebhookStatus.PROCESSED and f"Not assigned to {sale.reference}" in log.detail
+    push.refresh_from_db()
+    receipt = MpesaReceipt.objects.get()
+    assert (push.status, receipt.status, receipt.unallocated_amount) == (
+        StkStatus.NEEDS_REVIEW, "UNALLOCATED", Decimal("260.00"),
     )  # fmt: skip
     assert ledger_verify()["is_valid"]

@@ -30,7 +30,6 @@ class Command(BaseCommand):
         for log in results:
             self.stdout.write(f"{log}: {log.get_status_display()} {log.detail}".rstrip())
         still_failed = sum(log.status == "FAILED" for log in results)
-        folded = callback_tally_fold()
-        refusal_tally_fold()
-        self.stdout.write(f"{folded} callback count row(s) of gone database connections folded.")
+        folded = callback_tally_fold() + refusal_tally_fold()
+        self.stdout.write(f"{folded} callback and refusal count row(s) of gone database connections folded.")
         self.stdout.write(f"{len(results)} failed callback(s) retried; {still_failed} still failing.")
