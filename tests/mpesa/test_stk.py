@@ -762,3 +762,29 @@ def test_a_paid_prompt_whose_sale_cannot_take_the_suspense_money_is_left_for_rev
         StkStatus.NEEDS_REVIEW, "UNALLOCATED", Decimal("260.00"),
     )  # fmt: skip
     assert ledger_verify()["is_valid"]
+
+
+def test_a_prompt_whose_server_stopped_mid_call_is_paid_by_its_late_answer(daraja):
+    # The server stopped while Safaricom took the prompt: it stays SENDING, with no id of Safaricom's.
+    sale = SaleFactory(total=Decimal("410.00"))
+    stopped = StkPush.objects.create(
+        checkout_request_id="sending-stopped", sale=sale, account_reference=sale.reference,
+        phone="254712345670", amount=sale.total, status=StkStatus.SENDING,
+    )  # fmt: skip
+    # The customer pays at once; the callback finds no prompt, and is kept for the retry.
+    log = post_paid_callback("ws_CO_STOPPED", receipt_number="TKSTOP0001", amount=410, phone=254712345670)
+    assert log.status == WebhookStatus.FAILED
+    # Minutes later the settle run gives the prompt up as unanswered, and the next retry pays the sale.
+    pressed = timezone.now() - sending_abandoned_after() - timedelta(seconds=1)
+    StkPush.objects.filter(pk=stopped.pk).update(created_at=pressed)
+    WebhookLog.objects.filter(pk=log.pk).update(received_at=pressed + timedelta(seconds=30))
+    call_command("mpesa_stk_settle", "--older-than", "0")
+    call_command("mpesa_retry_failed")
+    log.refresh_from_db()
+    stopped.refresh_from_db()
+    sale.refresh_from_db()
+    assert log.status == WebhookStatus.PROCESSED, log.detail
+    assert (stopped.status, stopped.checkout_request_id, sale.status) == (
+        StkStatus.PAID, "ws_CO_STOPPED", SaleStatus.PAID,
+    )  # fmt: skip
+    assert ledger_verify()["is_valid"]
