@@ -788,3 +788,29 @@ def test_a_prompt_whose_server_stopped_mid_call_is_paid_by_its_late_answer(daraj
         StkStatus.PAID, "ws_CO_STOPPED", SaleStatus.PAID,
     )  # fmt: skip
     assert ledger_verify()["is_valid"]
+
+
+def test_safaricoms_own_late_callback_pays_the_sale_whose_prompt_id_we_lost(daraja, monkeypatch):
+    # Over real HTTP: the fake Daraja takes the prompt and calls back as Safaricom does, but its answer
+    # reaches us without the CheckoutRequestID, so the prompt is kept as UNANSWERED.
+    daraja.state.c2b_first = False
+    sale = SaleFactory(total=Decimal("370.00"))
+    send = DarajaClient.stk_push
+
+    def answer_lost_on_the_way(self, **request):
+        answer = send(self, **request)
+        return {key: value for key, value in answer.items() if key != "CheckoutRequestID"}
+
+    monkeypatch.setattr(DarajaClient, "stk_push", answer_lost_on_the_way)
+    with pytest.raises(StkError, match="could not be recorded"):
+        stk_push_for_sale(sale=sale, phone="0712345670", by=None)  # ends in 0: the customer pays
+    callback_delivered(daraja, "stk_callback")
+    # Had the callback come while the prompt was still being recorded as sending, it waits for the
+    # scheduled retry; by then the prompt is UNANSWERED.
+    call_command("mpesa_retry_failed")
+    assert wait_for(lambda: Sale.objects.get(pk=sale.pk).status == SaleStatus.PAID)
+    push = StkPush.objects.get()
+    assert push.status == StkStatus.PAID and push.checkout_request_id.startswith("ws_CO_")
+    assert wait_for(lambda: len(daraja.callbacks) == 2)  # then its C2B confirmation: nothing more
+    # Booked once, by whichever of the two callbacks was booked first.
+    assert MpesaReceipt.objects.get().sale_payment.sale == sale and ledger_verify()["is_valid"]
