@@ -81,6 +81,10 @@ def main() -> int:
     complete = sum(set(s.trans_ids) >= booked for s in watching)
     if complete < len(watching):
         violations.append(f"{len(watching) - complete} open screens missed receipts")
+    turnaways = sum(s.turned_away for s in screens)
+    counted = dict(_refusals_counted()).get("live_screen_turned_away", 0)
+    if counted < turnaways:
+        violations.append(f"screens were turned away {turnaways} times, but /metrics counts {counted}")
     figures: dict[str, object] = {
         "server": f"gunicorn (deploy/gunicorn.conf.py), {args.workers} x {args.threads} threads",
         "screens": f"{args.screens} asked; {opened} streaming, {turned_away} told to come back later",
@@ -91,6 +95,7 @@ def main() -> int:
         f"{seconds[int(len(seconds) * 0.99) - 1]:.3f} s, max {seconds[-1]:.3f} s",
         "open screens that saw every booked receipt": f"{complete} of {len(watching)}",
         "screens turned away, in all": dict(Counter(s.turned_away for s in screens)),
+        "turn-aways counted for /metrics": counted,
         **check.figures,
     }
     return harness.report("open screens drill", figures, violations)
@@ -100,6 +105,12 @@ def _booked() -> set[str]:
     from mpesa.models import MpesaReceipt
 
     return set(MpesaReceipt.objects.values_list("trans_id", flat=True))
+
+
+def _refusals_counted() -> list[tuple[str, int]]:
+    from kellyos.slots import refusal_counts
+
+    return refusal_counts()
 
 
 if __name__ == "__main__":
