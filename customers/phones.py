@@ -1,5 +1,6 @@
 """Kenyan mobile numbers in the one form M-Pesa uses: 2547XXXXXXXX or 2541XXXXXXXX."""
 
+import hashlib
 import re
 
 from customers.exceptions import InvalidPhoneError
@@ -20,3 +21,9 @@ def phone_normalize(raw: str) -> str:
     raise InvalidPhoneError(
         f"{raw!r} is not a Kenyan mobile number. Use 07XXXXXXXX, 01XXXXXXXX, +2547XXXXXXXX or 2541XXXXXXXX."
     )
+
+
+def phone_sha256(phone: str) -> str:
+    """SHA-256 of a number in its M-Pesa form, in hex: what the v1 C2B payload carries instead of the
+    payer's number, and what customers' phones are matched by."""
+    return hashlib.sha256(phone_normalize(phone).encode()).hexdigest()

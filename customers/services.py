@@ -1,4 +1,3 @@
-import hashlib
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -7,7 +6,7 @@ from django.db import transaction
 
 from customers.exceptions import CustomerValidationError
 from customers.models import Customer
-from customers.phones import phone_normalize
+from customers.phones import phone_normalize, phone_sha256
 from kellyos.audit import audit_record
 
 
@@ -60,6 +59,6 @@ def _validated(*, name: str, phone: str, email: str) -> dict[str, str]:
     return {
         "name": name,
         "phone": normalised_phone,
-        "phone_sha256": hashlib.sha256(normalised_phone.encode()).hexdigest() if normalised_phone else "",
+        "phone_sha256": phone_sha256(normalised_phone) if normalised_phone else "",
         "email": email,
     }

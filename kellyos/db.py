@@ -4,7 +4,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from psycopg.errors import DeadlockDetected, SerializationFailure
 
@@ -126,6 +126,44 @@ def rows_fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     cursor.execute(sql, params)
     rows: list[tuple[Any, ...]] = cursor.fetchall()
     return rows
+
+
+def backend_tally_fold(*, table: str, keys: Sequence[str], counts: Sequence[str], lock_key: int) -> int:
+    """Fold the count rows of database backends that have gone into backend 0's, in a table where each
+    backend counts in rows of its own (`backend_pid`, `keys`, `counts`: unique on the pid and keys), so
+    the table stays as small as the set of live backends whatever the history. Only rows no live
+    backend can write are touched, and none a live backend holds, so neither waits for the other; one
+    fold runs at a time, under `lock_key`. Returns how many rows went. `table` and the column names
+    are the caller's constants, never input."""
+    key_list, count_list = ", ".join(keys), ", ".join(counts)
+    sums = ", ".join(f"sum({count})" for count in counts)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key])
+        cursor.execute(
+            f"""
+            WITH gone AS (
+                DELETE FROM {table}
+                 WHERE id IN (
+                       SELECT id FROM {table}
+                        WHERE backend_pid <> 0
+                          AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+                          FOR UPDATE SKIP LOCKED)  -- a new backend that took a gone one's pid: next time
+             RETURNING {key_list}, {count_list}
+            ), folded AS (
+                INSERT INTO {table} AS tally (backend_pid, {key_list}, {count_list})
+                SELECT 0, {key_list}, {sums}
+                  FROM gone
+                 GROUP BY {key_list}
+                HAVING {" OR ".join(f"sum({count}) <> 0" for count in counts)}
+                 ORDER BY {key_list}
+                    ON CONFLICT (backend_pid, {key_list}) DO UPDATE
+                   SET {", ".join(f"{count} = tally.{count} + EXCLUDED.{count}" for count in counts)}
+            )
+            SELECT count(*) FROM gone
+            """  # noqa: S608
+        )
+        (folded,) = cursor.fetchone()
+    return int(folded)
 
 
 def lock_conflict(error: BaseException) -> bool:

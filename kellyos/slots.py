@@ -19,6 +19,7 @@ from django.core.checks import CheckMessage, Warning, register
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 
+from kellyos.db import backend_tally_fold
 from kellyos.models import RefusalTally
 
 logger = logging.getLogger(__name__)
@@ -83,32 +84,11 @@ def refusal_counts() -> list[tuple[str, int]]:
 
 
 def refusal_tally_fold() -> int:
-    """Fold the rows of database backends that have gone into backend 0's (as the callback counts
-    are folded), so the table stays as small as the set of live backends that have refused. Returns
-    how many rows went."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REFUSAL_FOLD_LOCK])
-        cursor.execute(
-            """
-            WITH gone AS (
-                DELETE FROM kellyos_refusaltally
-                 WHERE id IN (
-                       SELECT id FROM kellyos_refusaltally
-                        WHERE backend_pid <> 0
-                          AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
-                          FOR UPDATE SKIP LOCKED)
-             RETURNING reason, refusals
-            ), folded AS (
-                INSERT INTO kellyos_refusaltally AS tally (backend_pid, reason, refusals)
-                SELECT 0, reason, sum(refusals) FROM gone GROUP BY reason ORDER BY reason
-                    ON CONFLICT (backend_pid, reason)
-                    DO UPDATE SET refusals = tally.refusals + EXCLUDED.refusals
-            )
-            SELECT count(*) FROM gone
-            """
-        )
-        (folded,) = cursor.fetchone()
-    return int(folded)
+    """Fold the rows of database backends that have gone into backend 0's, as the callback counts
+    are folded (kellyos.db)."""
+    return backend_tally_fold(
+        table="kellyos_refusaltally", keys=["reason"], counts=["refusals"], lock_key=REFUSAL_FOLD_LOCK
+    )
 
 
 @register("kellyos", deploy=True)

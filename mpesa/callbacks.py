@@ -3,7 +3,6 @@ the MSISDN is masked (v2) or hashed (v1), and amounts are Decimal from the first
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from customers.exceptions import InvalidPhoneError
-from customers.phones import phone_normalize
+from customers.phones import phone_sha256
 from kellyos.money import InvalidAmountError, to_kes
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
@@ -52,10 +51,9 @@ class C2BPayment:
         if _SHA256_HEX.match(self.msisdn):
             return self.msisdn.lower()
         try:
-            number = phone_normalize(self.msisdn)
+            return phone_sha256(self.msisdn)
         except InvalidPhoneError:
             return None
-        return hashlib.sha256(number.encode()).hexdigest()
 
 
 def c2b_payment_parse(body: bytes) -> C2BPayment:

@@ -554,9 +554,7 @@ def _place_by_later_account(
 
 
 def _placed_on(receipt: MpesaReceipt) -> str:
-    if receipt.sale_payment is not None:
-        return receipt.sale_payment.sale.reference
-    return receipt.payment.reference if receipt.payment is not None else ""
+    return booking_sale_reference(receipt) or (receipt.payment.reference if receipt.payment else "")
 
 
 def booking_sale_reference(receipt: MpesaReceipt) -> str | None:

@@ -491,6 +491,23 @@ def test_a_paid_callback_whose_receipt_number_is_no_receipt_number_is_rejected_n
     assert push.status == StkStatus.REQUESTED and not MpesaReceipt.objects.exists()
 
 
+def post_confirmation(trans_id, amount, *, account):
+    """Safaricom's C2B confirmation of the same payment; the webhook log it left."""
+    answer = Client().post(
+        reverse("c2b-confirmation", args=["test-webhook-token"]),
+        data=payloads_body(trans_id, amount, account=account),
+        content_type="application/json",
+    )
+    assert answer.json() == {"ResultCode": 0, "ResultDesc": "Success"}
+    return WebhookLog.objects.filter(kind="c2b_confirmation").latest("pk")
+
+
+def retries_spent():
+    """The scheduled retry runs until a callback for a prompt we do not know has had all its tries."""
+    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
+        call_command("mpesa_retry_failed")
+
+
 def post_paid_callback(checkout_id, *, receipt_number, amount, phone):
     items = [
         {"Name": "Amount", "Value": amount},
@@ -541,11 +558,7 @@ def test_the_late_answer_of_a_prompt_whose_id_was_lost_pays_its_sale(daraja, mon
         untouched.refresh_from_db()
         assert untouched.status == SaleStatus.PENDING
     # Its C2B confirmation, if Safaricom sends one, finds the receipt booked.
-    Client().post(
-        reverse("c2b-confirmation", args=["test-webhook-token"]),
-        data=payloads_body("TKLOST0001", "230", account=sale.reference),
-        content_type="application/json",
-    )
+    post_confirmation("TKLOST0001", "230", account=sale.reference)
     assert WebhookLog.objects.get(kind="c2b_confirmation").status == WebhookStatus.DUPLICATE
     assert MpesaReceipt.objects.count() == 1 and ledger_verify()["is_valid"]
 
@@ -557,8 +570,7 @@ def test_a_paid_callback_no_prompt_can_be_tied_to_is_held_in_suspense_not_refuse
     payer = customer_create(name="Wanjiku Kamau", phone="0712345670")
     log = post_paid_callback("ws_CO_WHICH", receipt_number="TKWHICH001", amount=500, phone=254712345670)
     assert log.status == WebhookStatus.FAILED  # it may have overtaken the saving of its prompt
-    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
-        call_command("mpesa_retry_failed")
+    retries_spent()
     log.refresh_from_db()
     assert log.status == WebhookStatus.PROCESSED and log.trans_id == "TKWHICH001", log.detail
     assert "No prompt ws_CO_WHICH was sent by us" in log.detail
@@ -572,12 +584,7 @@ def test_a_paid_callback_no_prompt_can_be_tied_to_is_held_in_suspense_not_refuse
     assert receipt.suggested_customer == payer
     assert ledger_verify()["is_valid"]
     # The C2B confirmation of the same payment names the sale: the money moves there from suspense.
-    answer = Client().post(
-        reverse("c2b-confirmation", args=["test-webhook-token"]),
-        data=payloads_body("TKWHICH001", "500", account=second_sale.reference),
-        content_type="application/json",
-    )
-    assert answer.json()["ResultCode"] == 0
+    post_confirmation("TKWHICH001", "500", account=second_sale.reference)
     confirmation = WebhookLog.objects.get(kind="c2b_confirmation")
     assert confirmation.status == WebhookStatus.PROCESSED and "Moved from suspense" in confirmation.detail
     receipt.refresh_from_db()
@@ -590,14 +597,9 @@ def test_a_paid_callback_no_prompt_can_be_tied_to_is_held_in_suspense_not_refuse
 
 def test_a_lost_prompts_callback_after_its_confirmation_is_a_duplicate_not_a_conflict(daraja):
     sale = SaleFactory(total=Decimal("120.00"))
-    Client().post(
-        reverse("c2b-confirmation", args=["test-webhook-token"]),
-        data=payloads_body("TKC2BFIRST", "120", account=sale.reference),
-        content_type="application/json",
-    )
+    post_confirmation("TKC2BFIRST", "120", account=sale.reference)
     log = post_paid_callback("ws_CO_GONE", receipt_number="TKC2BFIRST", amount=120, phone=254712345670)
-    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
-        call_command("mpesa_retry_failed")
+    retries_spent()
     log.refresh_from_db()
     assert log.status == WebhookStatus.DUPLICATE, log.detail
     sale.refresh_from_db()
@@ -672,8 +674,7 @@ def test_prompts_lost_twice_for_one_sale_let_the_late_answer_pay_it(daraja, monk
 
 def test_a_paid_callback_of_no_prompt_with_an_amount_that_is_no_payment_is_refused_not_retried(daraja):
     log = post_paid_callback("ws_CO_ZERO", receipt_number="TKZERO0001", amount=0, phone=254712345670)
-    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
-        call_command("mpesa_retry_failed")
+    retries_spent()
     log.refresh_from_db()
     assert log.status == WebhookStatus.REJECTED and "is not a payment" in log.detail
     assert not MpesaReceipt.objects.exists()
@@ -682,20 +683,11 @@ def test_a_paid_callback_of_no_prompt_with_an_amount_that_is_no_payment_is_refus
 def test_a_later_delivery_naming_a_customer_leaves_the_money_in_suspense_for_a_person(daraja):
     customer = CustomerFactory()
     log = post_paid_callback("ws_CO_CUST", receipt_number="TKCUST0001", amount=700, phone=254712345670)
-    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
-        call_command("mpesa_retry_failed")
+    retries_spent()
     log.refresh_from_db()
     assert log.status == WebhookStatus.PROCESSED, log.detail
 
-    def confirm(account):
-        Client().post(
-            reverse("c2b-confirmation", args=["test-webhook-token"]),
-            data=payloads_body("TKCUST0001", "700", account=account),
-            content_type="application/json",
-        )
-        return WebhookLog.objects.filter(kind="c2b_confirmation").latest("pk")
-
-    named = confirm(customer.code)
+    named = post_confirmation("TKCUST0001", "700", account=customer.code)
     assert named.status == WebhookStatus.DUPLICATE and "a person places it" in named.detail
     receipt = MpesaReceipt.objects.get()
     assert (receipt.status, receipt.unallocated_amount, receipt.bill_ref_number) == (
@@ -703,31 +695,24 @@ def test_a_later_delivery_naming_a_customer_leaves_the_money_in_suspense_for_a_p
     )  # fmt: skip
     assert customer.code in receipt.unallocated_detail
     # The account is the receipt's now: a delivery naming another is a conflict for review.
-    assert confirm("SOMEONE-ELSE").status == WebhookStatus.CONFLICT
+    assert post_confirmation("TKCUST0001", "700", account="SOMEONE-ELSE").status == WebhookStatus.CONFLICT
     assert ReceiptConflict.objects.count() == 1 and ledger_verify()["is_valid"]
 
 
 def test_a_later_delivery_naming_another_sale_than_a_person_placed_it_on_is_a_conflict(daraja):
     placed_on, named = SaleFactory(total=Decimal("90.00")), SaleFactory(total=Decimal("90.00"))
     log = post_paid_callback("ws_CO_HAND", receipt_number="TKHAND0001", amount=90, phone=254712345670)
-    for _ in range(UNKNOWN_PROMPT_ATTEMPTS - 1):
-        call_command("mpesa_retry_failed")
+    retries_spent()
     log.refresh_from_db()
     receipt_assign(receipt=MpesaReceipt.objects.get(), reference=placed_on.reference, by=UserFactory())
 
-    def confirm(account):
-        Client().post(
-            reverse("c2b-confirmation", args=["test-webhook-token"]),
-            data=payloads_body("TKHAND0001", "90", account=account),
-            content_type="application/json",
-        )
-        return WebhookLog.objects.filter(kind="c2b_confirmation").latest("pk")
-
-    assert confirm(placed_on.reference).status == WebhookStatus.DUPLICATE
+    assert (
+        post_confirmation("TKHAND0001", "90", account=placed_on.reference).status == WebhookStatus.DUPLICATE
+    )
     assert not ReceiptConflict.objects.exists()
     # Safaricom named where the person placed it: the receipt keeps that account.
     assert MpesaReceipt.objects.get().bill_ref_number == placed_on.reference
-    other = confirm(named.reference)
+    other = post_confirmation("TKHAND0001", "90", account=named.reference)
     assert other.status == WebhookStatus.CONFLICT and placed_on.reference in other.detail
     conflict = ReceiptConflict.objects.get()
     assert named.reference in conflict.differences
@@ -748,11 +733,7 @@ def test_a_paid_prompt_whose_sale_cannot_take_the_suspense_money_is_left_for_rev
         checkout_request_id="ws_CO_CANCELLED", sale=sale, account_reference=sale.reference,
         phone="254712345670", amount=sale.total, sent_at=timezone.now(),
     )  # fmt: skip
-    Client().post(
-        reverse("c2b-confirmation", args=["test-webhook-token"]),
-        data=payloads_body("TKCANC0001", "260", account=""),
-        content_type="application/json",
-    )
+    post_confirmation("TKCANC0001", "260", account="")
     sale_cancel(sale=sale, by=cashier)
     log = post_paid_callback("ws_CO_CANCELLED", receipt_number="TKCANC0001", amount=260, phone=254712345670)
     assert log.status == WebhookStatus.PROCESSED and f"Not assigned to {sale.reference}" in log.detail
